@@ -1,0 +1,645 @@
+"""Stream format and commit protocol shared by the producer and the consumer.
+
+A stream is two files side by side:
+
+* the data file, a standard NPY file (format 1.0) holding a 1-D little-endian
+  float64 or float32 array whose header carries the final shape from the
+  start, so ``np.load(path, mmap_mode="r")`` works at any time;
+* the sidecar ``<stem>.stream.json``, a JSON document replaced atomically
+  (write a temporary file, fsync it, rename it over the old one) that records
+  the layout, the generation parameters, the producer's status and heartbeat,
+  and the CRC-32 of every committed chunk.
+
+Commit protocol: the writer writes all bytes of a chunk (``pwrite``), optionally
+``fdatasync``s them, and only then publishes a sidecar whose ``chunks[i]`` is
+the chunk's CRC-32 instead of ``null``.  A reader re-reads the sidecar, reads
+only chunks whose entry is not ``null``, and may check their CRC-32.  Because
+the sidecar is only ever renamed into place, a reader sees either the previous
+or the next complete document, never a torn one.
+
+The README's "Stream format" section documents the same thing for third-party
+readers.
+"""
+
+from __future__ import annotations
+
+import ast
+import fcntl
+import json
+import os
+import shutil
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.errors import FormatError, ProducerFailed, StreamError, UsageError
+
+FORMAT_NAME = "tsstream"
+FORMAT_VERSION = 1
+SIDECAR_SUFFIX = ".stream.json"
+NPY_ALIGN = 64
+SUPPORTED_DTYPES = {"float64": "<f8", "float32": "<f4"}
+DEFAULT_CHUNK_SIZE = 1 << 20
+STATUSES = ("running", "complete", "failed")
+
+
+def sibling(path: str | os.PathLike[str], suffix: str) -> Path:
+    """``gen.npy`` + ``.labels.npy`` -> ``gen.labels.npy`` (same directory)."""
+    p = Path(path)
+    return p.with_name(p.stem + suffix)
+
+
+def sidecar_path(path: str | os.PathLike[str]) -> Path:
+    return sibling(path, SIDECAR_SUFFIX)
+
+
+def crc32(buf: np.ndarray | bytes | memoryview) -> int:
+    """CRC-32 (zlib/IEEE polynomial) of the raw bytes; zlib releases the GIL."""
+    return zlib.crc32(buf) & 0xFFFFFFFF
+
+
+# --------------------------------------------------------------------------- NPY header
+
+
+def npy_header(dtype: str, num_samples: int) -> bytes:
+    """NPY 1.0 header for a C-ordered 1-D array, padded to a 64-byte boundary."""
+    descr = np.dtype(dtype).str
+    body = "{'descr': '%s', 'fortran_order': False, 'shape': (%d,), }" % (descr, num_samples)
+    prefix_len = 6 + 2 + 2  # magic, version, uint16 header length
+    total = prefix_len + len(body) + 1
+    pad = (-total) % NPY_ALIGN
+    body = body + " " * pad + "\n"
+    return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body.encode("latin1")
+
+
+@dataclass(frozen=True)
+class NpyInfo:
+    dtype: np.dtype
+    num_samples: int
+    header_len: int
+
+
+def read_npy_header(path: Path) -> NpyInfo:
+    """Parse and validate the header of a 1-D float NPY file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(10)
+            if len(head) < 10 or head[:6] != b"\x93NUMPY":
+                raise FormatError(f"{path}: not an NPY file (bad magic)")
+            major = head[6]
+            if major == 1:
+                hlen = int.from_bytes(head[8:10], "little")
+                start = 10
+            elif major in (2, 3):
+                f.seek(0)
+                head = f.read(12)
+                hlen = int.from_bytes(head[8:12], "little")
+                start = 12
+            else:
+                raise FormatError(f"{path}: unsupported NPY version {major}")
+            text = f.read(hlen)
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, not a data file") from None
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except PermissionError:
+        raise UsageError(f"{path}: permission denied") from None
+    if len(text) < hlen:
+        raise FormatError(f"{path}: truncated NPY header")
+    try:
+        d = ast.literal_eval(text.decode("latin1"))
+        dtype = np.dtype(d["descr"])
+        shape = tuple(d["shape"])
+        fortran = bool(d["fortran_order"])
+    except Exception:
+        raise FormatError(f"{path}: malformed NPY header") from None
+    if len(shape) != 1:
+        raise UsageError(f"{path}: expected a 1-D array, found shape {shape}")
+    if dtype.kind != "f" or dtype.itemsize not in (4, 8):
+        raise UsageError(f"{path}: expected float32 or float64 samples, found dtype {dtype}")
+    if dtype.byteorder == ">":
+        raise UsageError(f"{path}: big-endian data is not supported")
+    if fortran and shape[0] > 1:
+        raise FormatError(f"{path}: Fortran-ordered data is not supported")
+    header_len = start + hlen
+    n = int(shape[0])
+    expected = header_len + n * dtype.itemsize
+    actual = path.stat().st_size
+    if actual != expected:
+        raise FormatError(
+            f"{path}: file size {actual} disagrees with its header "
+            f"({n} x {dtype} samples need {expected} bytes)"
+        )
+    return NpyInfo(dtype=dtype.newbyteorder("<"), num_samples=n, header_len=header_len)
+
+
+# --------------------------------------------------------------------------- layout
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where every chunk lives in the data file."""
+
+    num_samples: int
+    dtype: np.dtype
+    chunk_size: int
+    header_len: int
+
+    @property
+    def num_chunks(self) -> int:
+        return -(-self.num_samples // self.chunk_size)
+
+    @property
+    def itemsize(self) -> int:
+        return self.dtype.itemsize
+
+    @property
+    def file_size(self) -> int:
+        return self.header_len + self.num_samples * self.itemsize
+
+    def bounds(self, chunk: int) -> tuple[int, int]:
+        start = chunk * self.chunk_size
+        return start, min(self.num_samples, start + self.chunk_size)
+
+    def offset(self, sample: int) -> int:
+        return self.header_len + sample * self.itemsize
+
+
+# --------------------------------------------------------------------------- sidecar
+
+
+def _atomic_write_text(path: Path, text: str, fsync: bool = True) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, text.encode())
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, doc: dict[str, Any], fsync: bool = True) -> None:
+    """Replace ``path`` with ``doc`` so that readers see the old or new file, never a mix."""
+    _atomic_write_text(path, json.dumps(doc, separators=(",", ":")), fsync=fsync)
+
+
+def load_sidecar(path: Path) -> dict[str, Any]:
+    """Read and validate a sidecar document."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise FormatError(f"{path}: sidecar missing") from None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise FormatError(f"{path}: corrupt sidecar (not valid JSON)") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
+        raise FormatError(f"{path}: corrupt sidecar (not a {FORMAT_NAME} document)")
+    version = doc.get("version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise FormatError(
+            f"{path}: sidecar format version {version!r} is newer than this program "
+            f"understands ({FORMAT_VERSION}); upgrade tsstream"
+        )
+    try:
+        n = int(doc["num_samples"])
+        chunk_size = int(doc["chunk_size"])
+        chunks = doc["chunks"]
+        status = doc["status"]
+        dtype = doc["dtype"]
+    except (KeyError, TypeError, ValueError):
+        raise FormatError(f"{path}: corrupt sidecar (missing fields)") from None
+    if (
+        chunk_size <= 0
+        or not isinstance(chunks, list)
+        or len(chunks) != -(-n // chunk_size)
+        or status not in STATUSES
+        or dtype not in SUPPORTED_DTYPES
+    ):
+        raise FormatError(f"{path}: corrupt sidecar (inconsistent fields)")
+    return doc
+
+
+# --------------------------------------------------------------------------- writer
+
+
+class StreamWriter:
+    """Single writer of a stream: owns the advisory lock, the data file and the sidecar.
+
+    ``write_chunk`` may be called from many threads; commits are published by a
+    background thread at most every ``publish_interval`` seconds (batched), and
+    the heartbeat at least every ``heartbeat_interval`` seconds.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        num_samples: int,
+        dtype: str,
+        chunk_size: int,
+        extra: dict[str, Any],
+        overwrite: bool = False,
+        resume: bool = False,
+        fsync: bool = False,
+        heartbeat_interval: float = 0.5,
+        publish_interval: float = 0.02,
+    ) -> None:
+        self.path = Path(path)
+        self.sidecar = sidecar_path(self.path)
+        self.fsync = fsync
+        self.heartbeat_interval = heartbeat_interval
+        self.publish_interval = publish_interval
+        self._lock = threading.Lock()
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._fd = -1
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        if resume:
+            self._open_resume(num_samples, dtype, extra)
+        else:
+            self._create(num_samples, dtype, chunk_size, extra, overwrite)
+        self._thread = threading.Thread(target=self._publisher, name="commit-publisher", daemon=True)
+        self._thread.start()
+
+    # -- setup -------------------------------------------------------------------------
+
+    def _lock_fd(self, fd: int) -> None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StreamError(f"{self.path}: another producer is writing this stream") from None
+
+    def _create(
+        self, n: int, dtype: str, chunk_size: int, extra: dict[str, Any], overwrite: bool
+    ) -> None:
+        path = self.path
+        if path.is_dir():
+            raise UsageError(f"{path}: is a directory")
+        parent = path.parent if str(path.parent) else Path(".")
+        if not parent.is_dir():
+            raise UsageError(f"{path}: directory {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise UsageError(f"{path}: directory {parent} is not writable")
+        if not overwrite:
+            for p in (path, self.sidecar):
+                if p.exists():
+                    raise UsageError(
+                        f"{p} exists; pass --overwrite to replace it or --resume to continue it"
+                    )
+        header = npy_header(dtype, n)
+        self.layout = Layout(n, np.dtype(SUPPORTED_DTYPES[dtype]), chunk_size, len(header))
+        needed = self.layout.file_size
+        # Open without truncating so that a live producer's lock is honoured first.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._lock_fd(fd)
+        self._fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            free = shutil.disk_usage(parent).free
+            if needed > free:
+                raise StreamError(
+                    f"{path}: not enough disk space: need {needed} bytes, {free} free"
+                )
+            self._reserve(needed)
+            os.pwrite(fd, header, 0)
+        except BaseException:
+            os.close(fd)
+            self._fd = -1
+            raise
+        self.doc = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "data_file": path.name,
+            "dtype": dtype,
+            "num_samples": n,
+            "header_len": self.layout.header_len,
+            "chunk_size": chunk_size,
+            "checksum": "crc32",
+            **extra,
+            "status": "running",
+            "message": "",
+            "pid": os.getpid(),
+            "created": time.time(),
+            "heartbeat": time.time(),
+            "chunks": [None] * self.layout.num_chunks,
+        }
+        self._publish(force_fsync=True)
+
+    def _reserve(self, size: int) -> None:
+        try:
+            os.posix_fallocate(self._fd, 0, size)
+        except OSError as e:
+            import errno
+
+            if e.errno == errno.ENOSPC:
+                raise StreamError(f"{self.path}: not enough disk space for {size} bytes") from None
+            if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                os.ftruncate(self._fd, size)  # filesystem cannot preallocate: sparse file
+            elif e.errno == errno.EFBIG:
+                raise StreamError(f"{self.path}: file size limit exceeded ({size} bytes)") from None
+            else:
+                raise
+
+    def _open_resume(self, n: int, dtype: str, extra: dict[str, Any]) -> None:
+        path = self.path
+        if not path.exists() or not self.sidecar.exists():
+            raise UsageError(f"{path}: nothing to resume (data file or sidecar missing)")
+        if path.is_dir():
+            raise UsageError(f"{path}: is a directory")
+        doc = load_sidecar(self.sidecar)
+        info = read_npy_header(path)
+        if np.dtype(SUPPORTED_DTYPES[doc["dtype"]]) != info.dtype:
+            raise FormatError(
+                f"{path}: sidecar says {doc['dtype']} but the NPY header says {info.dtype}"
+            )
+        want = {"num_samples": n, "dtype": dtype, **extra}
+        for key, value in want.items():
+            if doc.get(key) != value:
+                raise UsageError(
+                    f"cannot resume {path}: parameter '{key}' differs "
+                    f"(stream has {json.dumps(doc.get(key))}, asked for {json.dumps(value)})"
+                )
+        fd = os.open(path, os.O_RDWR)
+        self._lock_fd(fd)
+        self._fd = fd
+        self.layout = Layout(n, info.dtype, int(doc["chunk_size"]), info.header_len)
+        self.doc = doc
+        if doc["status"] != "complete":
+            doc["status"] = "running"
+            doc["message"] = ""
+            doc["pid"] = os.getpid()
+            doc["heartbeat"] = time.time()
+            self._publish(force_fsync=True)
+
+    # -- state -------------------------------------------------------------------------
+
+    @property
+    def status(self) -> str:
+        return self.doc["status"]
+
+    def committed(self) -> list[bool]:
+        with self._lock:
+            return [c is not None for c in self.doc["chunks"]]
+
+    def _publish(self, force_fsync: bool = False) -> None:
+        with self._lock:
+            self.doc["heartbeat"] = time.time()
+            text = json.dumps(self.doc, separators=(",", ":"))
+        _atomic_write_text(self.sidecar, text, fsync=True)
+
+    def _publisher(self) -> None:
+        last = 0.0
+        while not self._stop.is_set():
+            self._dirty.wait(self.heartbeat_interval)
+            if self._stop.is_set():
+                break
+            wait = self.publish_interval - (time.monotonic() - last)
+            if wait > 0 and self._dirty.is_set():
+                time.sleep(wait)  # batch commits that arrive close together
+            self._dirty.clear()
+            try:
+                self._publish()
+            except OSError:
+                pass  # the next publish retries; fail()/finish() surface persistent errors
+            last = time.monotonic()
+
+    # -- writing -----------------------------------------------------------------------
+
+    def write_chunk(self, chunk: int, data: np.ndarray, checksum: int | None = None) -> None:
+        """Write one whole chunk, then mark it committed with its CRC-32."""
+        start, stop = self.layout.bounds(chunk)
+        if data.dtype != self.layout.dtype or data.shape != (stop - start,):
+            raise ValueError(f"chunk {chunk}: expected {stop - start} x {self.layout.dtype}")
+        if checksum is None:
+            checksum = crc32(data)
+        view = memoryview(data).cast("B")
+        offset = self.layout.offset(start)
+        done = 0
+        while done < len(view):
+            done += os.pwrite(self._fd, view[done:], offset + done)
+        if self.fsync:
+            os.fdatasync(self._fd)
+        with self._lock:
+            self.doc["chunks"][chunk] = checksum
+        self._dirty.set()
+
+    def write_labels_meta(self, **fields: Any) -> None:
+        with self._lock:
+            self.doc.update(fields)
+
+    def _shutdown_publisher(self) -> None:
+        self._stop.set()
+        self._dirty.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def finish(self) -> None:
+        """Mark the stream complete (all chunks must be committed)."""
+        self._shutdown_publisher()
+        if any(c is None for c in self.doc["chunks"]):
+            raise StreamError("internal error: finishing a stream with uncommitted chunks")
+        os.fsync(self._fd)  # a complete stream is durable
+        self.doc["status"] = "complete"
+        self.doc["message"] = ""
+        self._publish(force_fsync=True)
+        self.close()
+
+    def fail(self, message: str) -> None:
+        """Mark the stream failed with ``message``; committed chunks stay valid for --resume."""
+        self._shutdown_publisher()
+        self.doc["status"] = "failed"
+        self.doc["message"] = message
+        try:
+            self._publish(force_fsync=True)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._shutdown_publisher()
+        if self._fd >= 0:
+            os.close(self._fd)  # releases the flock
+            self._fd = -1
+
+
+# --------------------------------------------------------------------------- reader
+
+
+@dataclass
+class StreamStatus:
+    status: str
+    message: str
+    heartbeat: float
+    committed: np.ndarray  # bool per chunk
+    checksums: list[int | None]
+
+
+class StreamReader:
+    """Reads a stream (or a plain NPY / raw file) following the commit protocol.
+
+    Reads go through ``os.preadv`` into caller-supplied buffers so that reading a
+    long stream does not grow the process's RSS the way touching a memmap would.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        raw_dtype: str | None = None,
+        chunk_size: int | None = None,
+    ) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise UsageError(f"{self.path}: is a directory, not a data file")
+        if not self.path.exists():
+            raise UsageError(f"{self.path}: no such file")
+        self.sidecar_path = sidecar_path(self.path)
+        self.doc: dict[str, Any] | None = None
+        if raw_dtype is not None:
+            if raw_dtype not in SUPPORTED_DTYPES:
+                raise UsageError(f"--dtype must be float64 or float32, not {raw_dtype!r}")
+            dtype = np.dtype(SUPPORTED_DTYPES[raw_dtype])
+            size = self.path.stat().st_size
+            if size % dtype.itemsize:
+                raise FormatError(
+                    f"{self.path}: raw file size {size} is not a multiple of {dtype.itemsize}"
+                )
+            info = NpyInfo(dtype, size // dtype.itemsize, 0)
+        else:
+            info = read_npy_header(self.path)
+            if self.sidecar_path.exists():
+                self.doc = load_sidecar(self.sidecar_path)
+                if np.dtype(SUPPORTED_DTYPES[self.doc["dtype"]]) != info.dtype:
+                    raise FormatError(
+                        f"{self.path}: sidecar says {self.doc['dtype']} "
+                        f"but the NPY header says {info.dtype}"
+                    )
+                if int(self.doc["num_samples"]) != info.num_samples:
+                    raise FormatError(
+                        f"{self.path}: sidecar says {self.doc['num_samples']} samples "
+                        f"but the NPY header says {info.num_samples}"
+                    )
+        if info.num_samples == 0:
+            raise UsageError(f"{self.path}: the array is empty")
+        if self.doc is not None:
+            chunk = int(self.doc["chunk_size"])
+        else:
+            chunk = chunk_size or DEFAULT_CHUNK_SIZE
+        self.layout = Layout(info.num_samples, info.dtype, chunk, info.header_len)
+        self._fd = os.open(self.path, os.O_RDONLY)
+
+    @property
+    def is_stream(self) -> bool:
+        return self.doc is not None
+
+    @property
+    def num_samples(self) -> int:
+        return self.layout.num_samples
+
+    @property
+    def generation(self) -> dict[str, Any]:
+        return dict(self.doc.get("generation", {})) if self.doc else {}
+
+    def poll(self) -> StreamStatus:
+        """Re-read the sidecar (a plain file is always complete)."""
+        if self.doc is None:
+            n = self.layout.num_chunks
+            return StreamStatus("complete", "", time.time(), np.ones(n, bool), [None] * n)
+        self.doc = load_sidecar(self.sidecar_path)
+        chunks = self.doc["chunks"]
+        committed = np.fromiter((c is not None for c in chunks), bool, len(chunks))
+        return StreamStatus(
+            self.doc["status"],
+            str(self.doc.get("message", "")),
+            float(self.doc.get("heartbeat", 0.0)),
+            committed,
+            chunks,
+        )
+
+    def follow(
+        self, *, timeout: float = 10.0, poll_interval: float = 0.02, follow: bool = True
+    ) -> Iterator[StreamStatus]:
+        """Yield the status each time more chunks are committed, until all are.
+
+        Raises ``ProducerFailed`` if the producer reports failure or its heartbeat
+        is older than ``timeout`` seconds while chunks are still missing; with
+        ``follow=False`` an incomplete stream is processed as far as it is committed.
+        """
+        seen = -1
+        while True:
+            st = self.poll()
+            count = int(st.committed.sum())
+            if count != seen:
+                seen = count
+                yield st
+            if count == self.layout.num_chunks:
+                return
+            if st.status == "failed":
+                raise ProducerFailed(f"producer failed: {st.message or 'no message'}")
+            if not follow:
+                return
+            if st.status == "complete":
+                raise FormatError(f"{self.sidecar_path}: marked complete with chunks missing")
+            age = time.time() - st.heartbeat
+            if age > timeout:
+                raise ProducerFailed(
+                    f"producer heartbeat is {age:.1f} s old (timeout {timeout:g} s): "
+                    "it has stopped or died"
+                )
+            time.sleep(poll_interval)
+
+    def read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
+        """Read samples [start, stop) into the front of ``out``; returns that view."""
+        n = stop - start
+        view = out[:n]
+        buf = memoryview(view).cast("B")
+        offset = self.layout.offset(start)
+        done = 0
+        while done < len(buf):
+            got = os.preadv(self._fd, [buf[done:]], offset + done)
+            if got == 0:
+                raise FormatError(f"{self.path}: unexpected end of file at byte {offset + done}")
+            done += got
+        return view
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.read_into(start, stop, np.empty(stop - start, self.layout.dtype))
+
+    def verify(self, chunks: list[int] | None = None) -> list[int]:
+        """Recompute the CRC-32 of committed chunks; return the indices that differ."""
+        if self.doc is None:
+            raise UsageError(f"{self.path}: no sidecar, so there are no checksums to verify")
+        st = self.poll()
+        bad: list[int] = []
+        buf = np.empty(self.layout.chunk_size, self.layout.dtype)
+        todo = range(self.layout.num_chunks) if chunks is None else chunks
+        for i in todo:
+            want = st.checksums[i]
+            if want is None:
+                continue
+            a, b = self.layout.bounds(i)
+            if crc32(self.read_into(a, b, buf)) != want:
+                bad.append(i)
+        return bad
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> StreamReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
