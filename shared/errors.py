@@ -34,3 +34,33 @@ class Interrupted(StreamError):
         super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+class StopRequest:
+    """Set by a signal handler; long-running loops poll it and wind down cleanly."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._event = threading.Event()
+        self.signum: int | None = None
+
+    def request(self, signum: int) -> None:
+        self.signum = signum
+        self._event.set()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout)
+
+    def interrupted(self) -> Interrupted:
+        import signal
+
+        signum = self.signum or signal.SIGTERM
+        name = signal.Signals(signum).name
+        return Interrupted(signum, f"interrupted by {name}; state is consistent, use --resume")

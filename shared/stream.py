@@ -252,8 +252,10 @@ class StreamWriter:
         fsync: bool = False,
         heartbeat_interval: float = 0.5,
         publish_interval: float = 0.02,
+        preallocate: bool = True,
     ) -> None:
         self.path = Path(path)
+        self.preallocate = preallocate
         self.sidecar = sidecar_path(self.path)
         self.fsync = fsync
         self.heartbeat_interval = heartbeat_interval
@@ -311,7 +313,10 @@ class StreamWriter:
                 raise StreamError(
                     f"{path}: not enough disk space: need {needed} bytes, {free} free"
                 )
-            self._reserve(needed)
+            if self.preallocate:
+                self._reserve(needed)
+            else:
+                os.ftruncate(fd, needed)  # sparse: space is claimed as chunks are written
             os.pwrite(fd, header, 0)
         except BaseException:
             os.close(fd)
@@ -450,7 +455,8 @@ class StreamWriter:
         self._shutdown_publisher()
         if any(c is None for c in self.doc["chunks"]):
             raise StreamError("internal error: finishing a stream with uncommitted chunks")
-        os.fsync(self._fd)  # a complete stream is durable
+        if self.fsync:
+            os.fsync(self._fd)
         self.doc["status"] = "complete"
         self.doc["message"] = ""
         self._publish(force_fsync=True)

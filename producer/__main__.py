@@ -1,0 +1,157 @@
+"""``python -m producer``: command-line front end of the stream writer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+
+from producer.generate import BLOCK_SIZE
+from producer.write import write_stream
+from shared.cli import OneLineParser, run_cli
+from shared.errors import StopRequest, UsageError
+from shared.params import generation_params, positive_int
+from shared.stream import SUPPORTED_DTYPES
+
+DEFAULT_CHUNK = 1 << 20
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog="producer",
+        description="Write a reproducible synthetic time series to a .npy stream that a "
+        "consumer can tail while it grows.",
+    )
+    p.add_argument("--num_samples", "--num-samples", required=True, help="number of samples N")
+    p.add_argument("--file", required=True, help="output .npy path (sidecar <stem>.stream.json)")
+    p.add_argument("--type", default="normal", help="distribution: normal or uniform")
+    p.add_argument("--params", help='distribution JSON, e.g. \'{"mean": 0, "std": 1}\'')
+    p.add_argument("--seasonality", help='JSON {"amplitude", "period", "phase" (radians)}')
+    p.add_argument("--trend", help='JSON {"slope": per-sample increment}')
+    p.add_argument("--anomalies", help='JSON {"rate", "magnitude" (in std units)}')
+    p.add_argument("--seed", default="42", help="RNG seed (default 42)")
+    p.add_argument("--threads", default=None, help="worker threads (default: all cores)")
+    p.add_argument(
+        "--chunk_size", "--chunk-size", default=str(DEFAULT_CHUNK),
+        help=f"samples per committed chunk, a multiple of {BLOCK_SIZE} (default {DEFAULT_CHUNK})",
+    )
+    p.add_argument("--dtype", default="float64", help="float64 (default) or float32")
+    p.add_argument("--sync", action="store_true", help="write chunks strictly in order (HDDs)")
+    p.add_argument("--lookahead", default="2", help="--sync: chunks generated ahead (default 2)")
+    p.add_argument("--fsync", action="store_true", help="make each chunk durable before commit")
+    p.add_argument("--no-preallocate", dest="preallocate", action="store_false",
+                   help="do not reserve the file's full size up front (sparse file)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing stream")
+    p.add_argument("--resume", action="store_true", help="finish an interrupted stream")
+    p.add_argument("--metrics", help="append throughput samples (JSONL) to this file")
+    p.add_argument("--time", action="store_true", help="also print the figures as one JSON line")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def _run(args: argparse.Namespace, stop: StopRequest) -> int:
+    n = positive_int("--num_samples", args.num_samples)
+    threads = positive_int("--threads", args.threads) if args.threads else (os.cpu_count() or 1)
+    chunk = positive_int("--chunk_size", args.chunk_size)
+    if chunk % BLOCK_SIZE:
+        raise UsageError(f"--chunk_size must be a multiple of {BLOCK_SIZE}, not {chunk}")
+    lookahead = positive_int("--lookahead", args.lookahead, minimum=0)
+    seed = positive_int("--seed", args.seed, minimum=0)
+    if args.dtype not in SUPPORTED_DTYPES:
+        raise UsageError(f"--dtype must be float64 or float32, not {args.dtype!r}")
+    if args.overwrite and args.resume:
+        raise UsageError("--overwrite and --resume contradict each other")
+    params = generation_params(
+        seed=seed, type=args.type, params=args.params, seasonality=args.seasonality,
+        trend=args.trend, anomalies=args.anomalies,
+    )
+
+    done = [0]
+    lock = threading.Lock()
+    bar = None
+    recorder = None
+    show_bar = not args.quiet and sys.stderr.isatty()
+    started = [False]
+
+    def on_open(writer, todo) -> None:
+        started[0] = True
+        already = n - sum(writer.layout.bounds(i)[1] - writer.layout.bounds(i)[0] for i in todo)
+        done[0] = already
+        nonlocal bar, recorder
+        if writer.status == "complete":
+            return
+        if show_bar:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n, initial=already, unit="S", unit_scale=True, desc="producer",
+                       file=sys.stderr, smoothing=0.1)
+        if args.metrics:
+            from shared.metrics import MetricsRecorder
+
+            recorder = MetricsRecorder(args.metrics, "producer", lambda: done[0], total=n)
+            recorder.start()
+
+    def on_progress(k: int) -> None:
+        with lock:
+            done[0] += k
+            if bar is not None:
+                bar.update(k)
+
+    t0 = time.perf_counter()
+    try:
+        result = write_stream(
+            args.file, n, params, dtype=args.dtype, threads=threads, chunk_size=chunk,
+            sync=args.sync, lookahead=lookahead, overwrite=args.overwrite, resume=args.resume,
+            fsync=args.fsync, stop=stop, on_progress=on_progress, on_open=on_open,
+            preallocate=args.preallocate,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+        if recorder is not None:
+            recorder.stop()
+    seconds = time.perf_counter() - t0
+    if result.chunks == 0 and args.resume:
+        print(f"producer: {args.file} is already complete; nothing to do")
+        return 0
+    from shared.metrics import peak_rss_bytes
+
+    rss = peak_rss_bytes()
+    itemsize = 8 if args.dtype == "float64" else 4
+    rate = result.samples / seconds if seconds > 0 else float("inf")
+    figures = {
+        "samples": result.samples,
+        "seconds": round(seconds, 4),
+        "samples_per_s": rate,
+        "mb_per_s": rate * itemsize / 1e6,
+        "peak_rss_bytes": rss,
+        "threads": threads,
+        "sync": args.sync,
+        "file": str(args.file),
+        "labels": str(result.labels_path) if result.labels_path else None,
+        "num_labels": result.num_labels,
+    }
+    if not args.quiet:
+        resumed = " (resumed)" if args.resume else ""
+        print(
+            f"producer: {result.samples} samples{resumed} in {seconds:.2f} s: "
+            f"{rate / 1e6:.1f}M samples/s, {rate * itemsize / 1e6:.0f} MB/s, "
+            f"peak RSS {rss / 2**20:.0f} MiB -> {args.file}"
+            + (f" (+{result.num_labels} labels in {result.labels_path})"
+               if result.labels_path else "")
+        )
+    if args.time:
+        print(json.dumps(figures))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("producer", build_parser(), _run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Command-line plumbing shared by ``python -m producer`` and ``python -m consumer``.
+
+One-line errors with the right exit status (2 usage, 1 runtime, 128+N signal),
+no traceback unless ``--debug``, and SIGINT/SIGTERM turned into a polled stop
+request so that work winds down with consistent state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Callable
+
+from shared.errors import StopRequest, StreamError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        raise SystemExit(2)
+
+
+def install_signal_handlers(stop: StopRequest) -> None:
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            # A second signal while winding down: give up at once.
+            raise SystemExit(128 + signum)
+        stop.request(signum)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    if hasattr(signal, "SIGXFSZ"):
+        # Past RLIMIT_FSIZE, write() must fail with EFBIG instead of killing us.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def run_cli(
+    prog: str,
+    parser: argparse.ArgumentParser,
+    body: Callable[[argparse.Namespace, StopRequest], int],
+    argv: list[str] | None = None,
+) -> int:
+    """Parse ``argv``, run ``body(args, stop)`` and map errors to one line + status."""
+    args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    stop = StopRequest()
+    install_signal_handlers(stop)
+    try:
+        return body(args, stop)
+    except StreamError as e:
+        if debug:
+            raise
+        sys.stderr.write(f"{prog}: error: {e}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        sys.stderr.write(f"{prog}: interrupted\n")
+        return 130
+    except OSError as e:
+        if debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        sys.stderr.write(f"{prog}: error: {where}{e.strerror or e}\n")
+        return 1
+    except Exception as e:  # noqa: BLE001 - last resort: one line, details with --debug
+        if debug:
+            raise
+        sys.stderr.write(f"{prog}: internal error: {type(e).__name__}: {e} (rerun with --debug)\n")
+        return 1
