@@ -71,7 +71,7 @@ class _Labels:
         header = npy_header("<i8", self.total)
         size = len(header) + 8 * self.total
         if resume:
-            info = read_npy_header(path) if path.exists() else None
+            info = read_npy_header(path, integer=True) if path.exists() else None
             if info is None or info.num_samples != self.total or info.dtype != np.dtype("<i8"):
                 raise FormatError(f"{path}: labels file missing or inconsistent; cannot resume")
             self.fd = os.open(path, os.O_RDWR)

@@ -85,8 +85,8 @@ class NpyInfo:
     header_len: int
 
 
-def read_npy_header(path: Path) -> NpyInfo:
-    """Parse and validate the header of a 1-D float NPY file."""
+def read_npy_header(path: Path, integer: bool = False) -> NpyInfo:
+    """Parse and validate the header of a 1-D float (or int64 if ``integer``) NPY file."""
     try:
         with open(path, "rb") as f:
             head = f.read(10)
@@ -121,7 +121,10 @@ def read_npy_header(path: Path) -> NpyInfo:
         raise FormatError(f"{path}: malformed NPY header") from None
     if len(shape) != 1:
         raise UsageError(f"{path}: expected a 1-D array, found shape {shape}")
-    if dtype.kind != "f" or dtype.itemsize not in (4, 8):
+    if integer:
+        if dtype.kind != "i" or dtype.itemsize != 8:
+            raise FormatError(f"{path}: expected int64 indices, found dtype {dtype}")
+    elif dtype.kind != "f" or dtype.itemsize not in (4, 8):
         raise UsageError(f"{path}: expected float32 or float64 samples, found dtype {dtype}")
     if dtype.byteorder == ">":
         raise UsageError(f"{path}: big-endian data is not supported")
@@ -589,21 +592,27 @@ class StreamReader:
             if count != seen:
                 seen = count
                 yield st
-            if count == self.layout.num_chunks:
+            if count == self.layout.num_chunks or not follow:
+                if count < self.layout.num_chunks and st.status == "failed":
+                    raise ProducerFailed(f"producer failed: {st.message or 'no message'}")
                 return
-            if st.status == "failed":
-                raise ProducerFailed(f"producer failed: {st.message or 'no message'}")
-            if not follow:
-                return
-            if st.status == "complete":
-                raise FormatError(f"{self.sidecar_path}: marked complete with chunks missing")
-            age = time.time() - st.heartbeat
-            if age > timeout:
-                raise ProducerFailed(
-                    f"producer heartbeat is {age:.1f} s old (timeout {timeout:g} s): "
-                    "it has stopped or died"
-                )
+            self.check_alive(st, timeout)
             time.sleep(poll_interval)
+
+    def check_alive(self, st: StreamStatus, timeout: float) -> None:
+        """Raise if an incomplete stream's producer failed or its heartbeat is stale."""
+        if st.status == "failed":
+            raise ProducerFailed(f"producer failed: {st.message or 'no message'}")
+        if st.status == "complete":
+            if not st.committed.all():
+                raise FormatError(f"{self.sidecar_path}: marked complete with chunks missing")
+            return
+        age = time.time() - st.heartbeat
+        if age > timeout:
+            raise ProducerFailed(
+                f"producer heartbeat is {age:.1f} s old (timeout {timeout:g} s): "
+                "it has stopped or died"
+            )
 
     def read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
         """Read samples [start, stop) into the front of ``out``; returns that view."""

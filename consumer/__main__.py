@@ -1,0 +1,153 @@
+"""``python -m consumer``: command-line front end of the streaming detector."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import threading
+
+from consumer.run import OutputPaths, run_consumer
+from shared.cli import OneLineParser, run_cli
+from shared.errors import StopRequest, UsageError
+from shared.params import positive_int
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog="consumer",
+        description="Detect anomalies in a producer stream (tailing it while it is written), "
+        "a plain .npy file, or a raw float file.",
+    )
+    p.add_argument("--file", required=True, help="stream .npy (or plain .npy, or raw with --raw)")
+    p.add_argument("--type", default="zscore", help="detector: zscore or stl")
+    p.add_argument("--params", help='detector JSON, e.g. \'{"window": 1000, "threshold": 4}\'')
+    p.add_argument("--threads", default=None, help="worker threads (default: all cores)")
+    p.add_argument("--out", help="Parquet output (default <stem>.anomalies.parquet)")
+    p.add_argument("--indices", help="sorted int64 indices .npy (default <stem>.anomalies.npy)")
+    p.add_argument("--scores", help="also write dense float32 scores to this .npy")
+    p.add_argument("--summary", help="summary JSON (default <stem>.summary.json)")
+    p.add_argument("--labels", help="labelled indices .npy: adds precision/recall/F1")
+    p.add_argument("--tolerance", default=None,
+                   help="samples between a flag and a label that still count as a hit")
+    p.add_argument("--follow", dest="follow", action="store_true", default=True,
+                   help="wait for a running producer (default)")
+    p.add_argument("--no-follow", dest="follow", action="store_false",
+                   help="process only what is committed now")
+    p.add_argument("--timeout", default="10", help="seconds without producer heartbeat (10)")
+    p.add_argument("--raw", action="store_true", help="input is raw samples without NPY header")
+    p.add_argument("--dtype", default="float64", help="--raw sample type: float64 or float32")
+    p.add_argument("--chunk_size", "--chunk-size", default=None,
+                   help="chunk size for files without a sidecar (default 1048576)")
+    p.add_argument("--verify", action="store_true",
+                   help="only check every committed chunk's CRC-32 (exit 1 if any differs)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--metrics", help="append throughput samples (JSONL) to this file")
+    p.add_argument("--time", action="store_true", help="also print the summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"--timeout must be a number of seconds, not {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise UsageError(f"--timeout must be > 0, not {text}")
+    return value
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from shared.stream import StreamReader
+
+    with StreamReader(args.file) as r:
+        st = r.poll()
+        bad = r.verify()
+        n = int(st.committed.sum())
+    if bad:
+        print(f"consumer: {len(bad)} of {n} committed chunks are corrupted: "
+              + " ".join(map(str, bad)))
+        return 1
+    if not args.quiet:
+        print(f"consumer: all {n} committed chunks match their CRC-32")
+    return 0
+
+
+def _run(args: argparse.Namespace, stop: StopRequest) -> int:
+    threads = positive_int("--threads", args.threads) if args.threads else None
+    timeout = _timeout(args.timeout)
+    chunk = positive_int("--chunk_size", args.chunk_size) if args.chunk_size else None
+    tolerance = positive_int("--tolerance", args.tolerance, minimum=0) if args.tolerance else None
+    if args.overwrite and args.resume:
+        raise UsageError("--overwrite and --resume contradict each other")
+    if args.verify:
+        return _verify(args)
+    paths = OutputPaths.for_input(
+        __import__("pathlib").Path(args.file), out=args.out, indices=args.indices,
+        summary=args.summary, scores=args.scores,
+    )
+    lock = threading.Lock()
+    state = {"bar": None, "recorder": None, "done": 0}
+    show_bar = not args.quiet and sys.stderr.isatty()
+
+    def log(msg: str) -> None:
+        if not args.quiet:
+            print(f"consumer: {msg}", file=sys.stderr)
+
+    def on_start(reader, detector) -> None:
+        if show_bar:
+            from tqdm import tqdm
+
+            state["bar"] = tqdm(total=reader.num_samples, unit="S", unit_scale=True,
+                                desc="consumer", file=sys.stderr, smoothing=0.1)
+        if args.metrics:
+            from shared.metrics import MetricsRecorder
+
+            state["recorder"] = MetricsRecorder(args.metrics, "consumer", lambda: state["done"],
+                                                total=reader.num_samples).start()
+
+    def on_progress(k: int) -> None:
+        with lock:
+            state["done"] += k
+            if state["bar"] is not None:
+                state["bar"].update(k)
+
+    try:
+        summary = run_consumer(
+            args.file, type=args.type, params=args.params, threads=threads, paths=paths,
+            labels=args.labels, tolerance=tolerance, follow=args.follow, timeout=timeout,
+            raw_dtype=args.dtype if args.raw else None, chunk_size=chunk, resume=args.resume,
+            overwrite=args.overwrite, stop=stop, on_progress=on_progress, on_start=on_start,
+            log=log,
+        )
+    finally:
+        if state["bar"] is not None:
+            state["bar"].close()
+        if state["recorder"] is not None:
+            state["recorder"].stop()
+    if not args.quiet:
+        extra = ""
+        if "precision" in summary:
+            extra = (f", precision {summary['precision']:.3f} recall {summary['recall']:.3f} "
+                     f"F1 {summary['f1']:.3f}")
+        partial = " (partial: stream incomplete)" if summary["status"] == "partial" else ""
+        print(
+            f"consumer: {summary['samples']} samples{partial} in {summary['seconds']:.2f} s: "
+            f"{summary['samples_per_s'] / 1e6:.1f}M samples/s, {summary['anomalies']} anomalies"
+            f"{extra}, peak RSS {summary['peak_rss_bytes'] / 2**20:.0f} MiB -> {paths.parquet}"
+        )
+    if args.time:
+        print(json.dumps(summary))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("consumer", build_parser(), _run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
