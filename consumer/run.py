@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from consumer.detect import ChunkResult, Detector, make_detector
-from consumer.sink import LabelScore, Outputs
+from consumer.sink import Outputs, label_figures
 from consumer.tail import Tail
 from shared.errors import FormatError, StopRequest, StreamError, UsageError
 from shared.stream import StreamReader, atomic_write_json, read_npy_header, sibling
@@ -141,16 +141,13 @@ def run_consumer(
         "scores": str(paths.scores) if paths.scores else None,
     }
     resume_state = _prepare_outputs(paths, identity, resume, overwrite)
-    label_score = None
     if labels is not None:
-        label_score = LabelScore(load_labels(labels), detector.tolerance)
-        if resume_state:
-            raise UsageError("--labels with --resume is not supported; rerun the scoring "
-                             "without --resume")
+        # Validate now; read at the end, when the producer has written every label.
+        load_labels(labels)
     outputs = Outputs(
         indices=paths.indices, parquet=paths.parquet, summary=paths.summary,
         checkpoint=paths.checkpoint, scores=paths.scores, num_samples=reader.num_samples,
-        resume_state=resume_state, labels=label_score,
+        resume_state=resume_state,
     )
     if on_start:
         on_start(reader, detector)
@@ -158,6 +155,7 @@ def run_consumer(
     already = outputs.samples_done
     tail = Tail(reader, detector, first_chunk=first, follow=follow, timeout=timeout)
     worker = _Worker(reader, detector, paths.scores is not None)
+    detector.warm_up(reader.layout.dtype, paths.scores is not None)
     t0 = time.perf_counter()
     status = "complete"
     error: BaseException | None = None
@@ -187,8 +185,6 @@ def run_consumer(
         }
         if error is not None:
             s["error"] = str(error)
-        if label_score is not None:
-            s.update(label_score.figures())
         return s
 
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="detect")
@@ -238,6 +234,9 @@ def run_consumer(
             reader.close()
         if error is None:
             final.pop("_identity", None)
+            if labels is not None:
+                flags = np.load(paths.indices, mmap_mode="r")
+                final.update(label_figures(flags, load_labels(labels), detector.tolerance))
             atomic_write_json(paths.summary, final, fsync=False)
     final.pop("_identity", None)
     return final

@@ -149,44 +149,41 @@ class DenseScores:
             self.fd = -1
 
 
-class LabelScore:
-    """Streaming precision / recall against sorted labels.
+def label_figures(flags: np.ndarray, labels: np.ndarray, tolerance: int) -> dict[str, Any]:
+    """Precision / recall / F1 of sorted flags against sorted labels.
 
-    Rule: a flag is a true positive if a labelled index lies within ``tolerance``
-    samples of it; a label is recalled if some flag lies within ``tolerance`` of it.
+    Rule: a flag is a true positive if some labelled index lies within
+    ``tolerance`` samples of it; a label is recalled if some flag lies within
+    ``tolerance`` samples of it.  Works block by block over a (memory-mapped)
+    flag array, so memory stays proportional to the labels.
     """
-
-    def __init__(self, labels: np.ndarray, tolerance: int) -> None:
-        self.labels = np.asarray(labels, np.int64)
-        self.tolerance = tolerance
-        self.hit = np.zeros(len(self.labels), bool)
-        self.flags = 0
-        self.true_flags = 0
-
-    def add(self, idx: np.ndarray) -> None:
-        if not len(idx) or not len(self.labels):
-            self.flags += len(idx)
-            return
-        lo = np.searchsorted(self.labels, idx - self.tolerance, side="left")
-        hi = np.searchsorted(self.labels, idx + self.tolerance, side="right")
+    labels = np.asarray(labels, np.int64)
+    hit = np.zeros(len(labels), bool)
+    true_flags = 0
+    step = 1 << 20
+    for a in range(0, len(flags), step):
+        idx = np.asarray(flags[a : a + step], np.int64)
+        lo = np.searchsorted(labels, idx - tolerance, side="left")
+        hi = np.searchsorted(labels, idx + tolerance, side="right")
         near = hi > lo
-        self.flags += len(idx)
-        self.true_flags += int(near.sum())
-        for a, b in zip(lo[near], hi[near], strict=True):
-            self.hit[a:b] = True
-
-    def figures(self) -> dict[str, float]:
-        precision = self.true_flags / self.flags if self.flags else 0.0
-        recall = float(self.hit.mean()) if len(self.hit) else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        return {
-            "labels": int(len(self.labels)),
-            "true_positives": self.true_flags,
-            "precision": precision,
-            "recall": recall,
-            "f1": f1,
-            "tolerance": self.tolerance,
-        }
+        true_flags += int(near.sum())
+        # Mark recalled labels: a difference array over [lo, hi) ranges.
+        marks = np.zeros(len(labels) + 1, np.int64)
+        np.add.at(marks, lo[near], 1)
+        np.add.at(marks, hi[near], -1)
+        hit |= np.cumsum(marks[:-1]) > 0
+    n_flags = len(flags)
+    precision = true_flags / n_flags if n_flags else 0.0
+    recall = float(hit.mean()) if len(hit) else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "labels": int(len(labels)),
+        "true_positives": true_flags,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "tolerance": tolerance,
+    }
 
 
 class Outputs:
@@ -202,7 +199,6 @@ class Outputs:
         scores: Path | None,
         num_samples: int,
         resume_state: dict[str, Any] | None,
-        labels: LabelScore | None,
     ) -> None:
         rs = resume_state
         self.summary_path = summary
@@ -210,7 +206,6 @@ class Outputs:
         self.indices = IndexFile(indices, rs["indices"] if rs else None)
         self.parquet = ParquetFile(parquet, rs["rows"] if rs else None)
         self.scores = DenseScores(scores, num_samples, rs is not None) if scores else None
-        self.labels = labels
         self.next_chunk = rs["next_chunk"] if rs else 0
         self.samples_done = rs["samples"] if rs else 0
         self.anomalies = rs["indices"] if rs else 0
@@ -223,8 +218,6 @@ class Outputs:
         self.parquet.append(r)
         if self.scores is not None and r.dense is not None:
             self.scores.write(r.start, r.dense)
-        if self.labels is not None:
-            self.labels.add(r.indices)
         self.next_chunk += 1
         self.samples_done += r.stop - r.start
         self.anomalies += len(r.indices)
