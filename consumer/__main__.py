@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import threading
 
 from consumer.run import OutputPaths, run_consumer
 from shared.cli import OneLineParser, run_cli
 from shared.errors import StopRequest, UsageError
-from shared.params import positive_int
+from shared.params import positive_float, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,20 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--metrics", help="append throughput samples (JSONL) to this file")
+    p.add_argument("--metrics_interval", "--metrics-interval", default="0.25",
+                   help="seconds between metrics samples (default 0.25)")
     p.add_argument("--time", action="store_true", help="also print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
-
-
-def _timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"--timeout must be a number of seconds, not {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise UsageError(f"--timeout must be > 0, not {text}")
-    return value
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -79,7 +70,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, stop: StopRequest) -> int:
     threads = positive_int("--threads", args.threads) if args.threads else None
-    timeout = _timeout(args.timeout)
+    timeout = positive_float("--timeout", args.timeout)
+    metrics_interval = positive_float("--metrics_interval", args.metrics_interval)
     chunk = positive_int("--chunk_size", args.chunk_size) if args.chunk_size else None
     tolerance = positive_int("--tolerance", args.tolerance, minimum=0) if args.tolerance else None
     if args.overwrite and args.resume:
@@ -107,8 +99,9 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
         if args.metrics:
             from shared.metrics import MetricsRecorder
 
-            state["recorder"] = MetricsRecorder(args.metrics, "consumer", lambda: state["done"],
-                                                total=reader.num_samples).start()
+            state["recorder"] = MetricsRecorder(
+                args.metrics, "consumer", lambda: state["done"], total=reader.num_samples,
+                interval=metrics_interval).start()
 
     def on_progress(k: int) -> None:
         with lock:

@@ -143,8 +143,12 @@ def write_stream(
         writer.close()
         return WriteResult(0, 0.0, 0, None, 0)
     gen = BlockGenerator(params, num_samples, dtype)
+    gen.warm_up()
     labels: _Labels | None = None
     try:
+        stale = sibling(path, LABELS_SUFFIX)
+        if overwrite and params.anomalies is None and stale.is_file():
+            stale.unlink()  # the replaced run's labels do not describe this data
         if params.anomalies is not None:
             labels = _Labels(sibling(path, LABELS_SUFFIX), gen, layout.chunk_size, resume)
             writer.write_labels_meta(labels_file=labels.path.name, num_labels=labels.total)

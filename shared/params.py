@@ -243,3 +243,14 @@ def positive_int(option: str, value: Any, *, minimum: int = 1) -> int:
     if value < minimum:
         raise UsageError(f"{option} must be >= {minimum}, not {value}")
     return value
+
+
+def positive_float(option: str, value: Any) -> float:
+    """Validate a strictly positive, finite number option such as ``--timeout``."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{option} must be a number, not {value!r}") from None
+    if not math.isfinite(f) or f <= 0:
+        raise UsageError(f"{option} must be a finite number > 0, not {value}")
+    return f

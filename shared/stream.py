@@ -70,7 +70,7 @@ def crc32(buf: np.ndarray | bytes | memoryview) -> int:
 def npy_header(dtype: str, num_samples: int) -> bytes:
     """NPY 1.0 header for a C-ordered 1-D array, padded to a 64-byte boundary."""
     descr = np.dtype(dtype).str
-    body = "{'descr': '%s', 'fortran_order': False, 'shape': (%d,), }" % (descr, num_samples)
+    body = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': ({num_samples},), }}"
     prefix_len = 6 + 2 + 2  # magic, version, uint16 header length
     total = prefix_len + len(body) + 1
     pad = (-total) % NPY_ALIGN
@@ -273,7 +273,9 @@ class StreamWriter:
             self._open_resume(num_samples, dtype, extra)
         else:
             self._create(num_samples, dtype, chunk_size, extra, overwrite)
-        self._thread = threading.Thread(target=self._publisher, name="commit-publisher", daemon=True)
+        self._thread = threading.Thread(
+            target=self._publisher, name="commit-publisher", daemon=True
+        )
         self._thread.start()
 
     # -- setup -------------------------------------------------------------------------
@@ -309,22 +311,9 @@ class StreamWriter:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         self._lock_fd(fd)
         self._fd = fd
-        try:
-            os.ftruncate(fd, 0)
-            free = shutil.disk_usage(parent).free
-            if needed > free:
-                raise StreamError(
-                    f"{path}: not enough disk space: need {needed} bytes, {free} free"
-                )
-            if self.preallocate:
-                self._reserve(needed)
-            else:
-                os.ftruncate(fd, needed)  # sparse: space is claimed as chunks are written
-            os.pwrite(fd, header, 0)
-        except BaseException:
-            os.close(fd)
-            self._fd = -1
-            raise
+        # Publish the new sidecar (no chunk committed) before the data file gets a valid
+        # header: a reader must never find a readable data file without its sidecar (it
+        # would pass for a finished plain NPY file) or beside a previous run's sidecar.
         self.doc = {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
@@ -342,7 +331,30 @@ class StreamWriter:
             "heartbeat": time.time(),
             "chunks": [None] * self.layout.num_chunks,
         }
-        self._publish(force_fsync=True)
+        try:
+            self._publish(force_fsync=True)
+            os.ftruncate(fd, 0)
+            free = shutil.disk_usage(parent).free
+            if needed > free:
+                raise StreamError(
+                    f"{path}: not enough disk space: need {needed} bytes, {free} free"
+                )
+            if self.preallocate:
+                self._reserve(needed)
+            else:
+                os.ftruncate(fd, needed)  # sparse: space is claimed as chunks are written
+            os.pwrite(fd, header, 0)
+        except BaseException as e:
+            # Best effort: readers of the sidecar just published learn that this failed.
+            self.doc["status"] = "failed"
+            self.doc["message"] = str(e) or type(e).__name__
+            try:
+                self._publish()
+            except OSError:
+                pass
+            os.close(fd)
+            self._fd = -1
+            raise
 
     def _reserve(self, size: int) -> None:
         try:

@@ -1,0 +1,281 @@
+"""End-to-end demo: producer and consumer as two concurrent processes over one stream.
+
+    python single_machine.py                                  # quick demo, < 1 minute
+    python single_machine.py --num_samples 1000000000 --detector stl
+
+The consumer tails the stream while the producer writes it.  Both append
+throughput samples to JSONL metrics files; at the end a table of figures is
+printed and a throughput/lag chart is rendered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from shared.cli import OneLineParser
+from shared.errors import StreamError, UsageError
+from shared.params import generation_params, parse_json_object, positive_int
+from shared.stream import sibling
+
+DEFAULT_N = 20_000_000
+DEFAULT_SEASONALITY = '{"amplitude": 5, "period": 200}'
+DEFAULT_ANOMALIES = '{"rate": 1e-4, "magnitude": 8}'
+DEFAULT_DETECTOR_PARAMS = {"stl": '{"threshold": 5}', "zscore": '{"window": 1000, "threshold": 5}'}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog="single_machine.py",
+        description="Run the producer and a tailing consumer concurrently, then report "
+        "throughput, detection quality and a throughput chart.",
+    )
+    p.add_argument("--num_samples", "--num-samples", default=str(DEFAULT_N),
+                   help=f"samples to generate (default {DEFAULT_N})")
+    p.add_argument("--file", help="stream path (default: a temporary directory)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --file stream")
+    # generation options, as the producer spells them (distribution params: --gen_params)
+    p.add_argument("--type", default="normal", help="distribution: normal or uniform")
+    p.add_argument("--gen_params", "--gen-params", help="distribution JSON (producer --params)")
+    p.add_argument("--seasonality", default=DEFAULT_SEASONALITY,
+                   help=f"seasonality JSON (default {DEFAULT_SEASONALITY}; '' for none)")
+    p.add_argument("--trend", help="trend JSON")
+    p.add_argument("--anomalies", default=DEFAULT_ANOMALIES,
+                   help=f"anomalies JSON (default {DEFAULT_ANOMALIES}; '' for none)")
+    p.add_argument("--seed", default="42")
+    p.add_argument("--dtype", default="float64")
+    p.add_argument("--chunk_size", "--chunk-size", default=None)
+    p.add_argument("--sync", action="store_true", help="producer writes strictly in order")
+    # detection
+    p.add_argument("--detector", default="stl", choices=["zscore", "stl"],
+                   help="consumer detector (default stl)")
+    p.add_argument("--params", help="detector JSON (default: threshold 5)")
+    p.add_argument("--producer_threads", "--producer-threads", default=None)
+    p.add_argument("--consumer_threads", "--consumer-threads", default=None)
+    p.add_argument("--threads", default=None, help="threads for each side (default: all cores)")
+    p.add_argument("--timeout", default="10", help="consumer's producer-heartbeat timeout")
+    p.add_argument("--plot", help="throughput chart path (default <stem>.throughput.png)")
+    p.add_argument("--quiet", action="store_true", help="no live progress")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def _last_samples(path: Path) -> tuple[int, float] | None:
+    """(samples, t) of the last complete line of a live metrics file."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 4096))
+            lines = f.read().split(b"\n")
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines[:-1]):
+        try:
+            d = json.loads(line)
+            return int(d["samples"]), float(d["t"])
+        except (ValueError, KeyError):
+            continue
+    return None
+
+
+def _figures(stdout: str) -> dict[str, Any]:
+    """The JSON line a side prints with --time."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    return {}
+
+
+def _stderr_tail(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "no message"
+
+
+def run(args: argparse.Namespace) -> int:
+    n = positive_int("--num_samples", args.num_samples)
+    both = positive_int("--threads", args.threads) if args.threads else None
+    pt = both
+    if args.producer_threads:
+        pt = positive_int("--producer_threads", args.producer_threads)
+    ct = both
+    if args.consumer_threads:
+        ct = positive_int("--consumer_threads", args.consumer_threads)
+    # Validate everything here, before any process starts or any file is made.
+    gen = generation_params(
+        seed=positive_int("--seed", args.seed, minimum=0), type=args.type, params=args.gen_params,
+        seasonality=args.seasonality or None, trend=args.trend, anomalies=args.anomalies or None,
+    )
+    det_params = args.params if args.params is not None else DEFAULT_DETECTOR_PARAMS[args.detector]
+    parse_json_object("--params", det_params)
+
+    tmpdir = None
+    if args.file:
+        stream = Path(args.file)
+    else:
+        tmpdir = Path(tempfile.mkdtemp(prefix="tsstream-"))
+        stream = tmpdir / "stream.npy"
+    prod_metrics = sibling(stream, ".producer.metrics.jsonl")
+    cons_metrics = sibling(stream, ".consumer.metrics.jsonl")
+    plot = Path(args.plot) if args.plot else sibling(stream, ".throughput.png")
+    for p in (prod_metrics, cons_metrics):
+        if p.exists():
+            if not args.overwrite:
+                raise UsageError(f"{p} exists; pass --overwrite to replace it")
+            p.unlink()
+
+    py = [sys.executable, "-m"]
+    gen_json = gen.to_json()
+    prod_cmd = py + [
+        "producer", "--num_samples", str(n), "--file", str(stream), "--type", gen_json["type"],
+        "--params", json.dumps(gen_json["params"]), "--seed", str(gen.seed), "--dtype", args.dtype,
+        "--metrics", str(prod_metrics), "--quiet", "--time",
+    ]
+    for key in ("seasonality", "trend", "anomalies"):
+        if gen_json[key]:
+            prod_cmd += [f"--{key}", json.dumps(gen_json[key])]
+    if args.chunk_size:
+        prod_cmd += ["--chunk_size", str(args.chunk_size)]
+    if args.sync:
+        prod_cmd.append("--sync")
+    if args.overwrite:
+        prod_cmd.append("--overwrite")
+    if pt:
+        prod_cmd += ["--threads", str(pt)]
+    cons_cmd = py + [
+        "consumer", "--file", str(stream), "--type", args.detector, "--params", det_params,
+        "--metrics", str(cons_metrics), "--timeout", str(args.timeout), "--quiet", "--time",
+    ]
+    if gen.anomalies:
+        cons_cmd += ["--labels", str(sibling(stream, ".labels.npy"))]
+    if args.overwrite:
+        cons_cmd.append("--overwrite")
+    if ct:
+        cons_cmd += ["--threads", str(ct)]
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    t0 = time.perf_counter()
+    producer = subprocess.Popen(prod_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env)
+    # The consumer needs the stream's sidecar (and labels file): wait until the producer made them.
+    needed = [sibling(stream, ".stream.json")]
+    if gen.anomalies:
+        needed.append(sibling(stream, ".labels.npy"))
+    while not all(p.exists() for p in needed) and producer.poll() is None:
+        time.sleep(0.01)
+    if producer.poll() is not None and producer.returncode != 0:
+        out, err = producer.communicate()
+        raise StreamError(f"producer failed (exit {producer.returncode}): {_stderr_tail(err)}")
+    consumer = subprocess.Popen(cons_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env)
+    procs = {"producer": producer, "consumer": consumer}
+    outputs: dict[str, tuple[str, str]] = {}
+    live = not args.quiet
+    tty = sys.stderr.isatty()
+    last_print = 0.0
+    failure: str | None = None
+    try:
+        while len(outputs) < 2:
+            for name, proc in procs.items():
+                if name not in outputs and proc.poll() is not None:
+                    outputs[name] = proc.communicate()
+                    if proc.returncode != 0 and failure is None:
+                        failure = (f"{name} failed (exit {proc.returncode}): "
+                                   f"{_stderr_tail(outputs[name][1])}")
+                        for other, op in procs.items():
+                            if other != name and op.poll() is None:
+                                op.send_signal(signal.SIGTERM)
+            now = time.perf_counter()
+            if live and now - last_print >= (0.25 if tty else 5.0):
+                last_print = now
+                ps = _last_samples(prod_metrics)
+                cs = _last_samples(cons_metrics)
+                p_done = ps[0] if ps else 0
+                c_done = cs[0] if cs else 0
+                line = (f"[{now - t0:6.1f} s] producer {p_done / 1e6:8.1f}M  "
+                        f"consumer {c_done / 1e6:8.1f}M  lag {(p_done - c_done) / 1e6:7.1f}M "
+                        f"of {n / 1e6:.1f}M")
+                sys.stderr.write(("\r" + line) if tty else line + "\n")
+                sys.stderr.flush()
+            time.sleep(0.05)
+    except BaseException:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            proc.wait()
+        raise
+    wall = time.perf_counter() - t0
+    if live and tty:
+        sys.stderr.write("\n")
+    if failure:
+        raise StreamError(failure)
+
+    pf = _figures(outputs["producer"][0])
+    cf = _figures(outputs["consumer"][0])
+    from shared.plot import render_throughput
+
+    render_throughput([prod_metrics, cons_metrics], plot,
+                      title=f"{n:,} samples, detector {args.detector}")
+    rows = [
+        ("", "producer", "consumer"),
+        ("samples", f"{pf.get('samples', 0):,}", f"{cf.get('samples', 0):,}"),
+        ("seconds", f"{pf.get('seconds', 0):.2f}", f"{cf.get('seconds', 0):.2f}"),
+        ("M samples/s", f"{pf.get('samples_per_s', 0) / 1e6:.1f}",
+         f"{cf.get('samples_per_s', 0) / 1e6:.1f}"),
+        ("peak RSS MiB", f"{pf.get('peak_rss_bytes', 0) / 2**20:.0f}",
+         f"{cf.get('peak_rss_bytes', 0) / 2**20:.0f}"),
+    ]
+    print()
+    for r in rows:
+        print(f"  {r[0]:<14}{r[1]:>14}{r[2]:>14}")
+    print(f"  end to end: {n:,} samples in {wall:.2f} s = {n / wall / 1e6:.1f}M samples/s "
+          "(both processes, start to finish)")
+    print(f"  anomalies found: {cf.get('anomalies', 0):,} (detector {args.detector}, "
+          f"params {json.dumps(cf.get('detector', {}))})")
+    if "precision" in cf:
+        print(f"  against {cf['labels']:,} injected labels: precision {cf['precision']:.4f}, "
+              f"recall {cf['recall']:.4f}, F1 {cf['f1']:.4f}")
+    print(f"  throughput chart: {plot}")
+    outs = cf.get("outputs", {})
+    print(f"  outputs: {outs.get('indices')}, {outs.get('parquet')}, "
+          f"{sibling(stream, '.summary.json')}")
+    if tmpdir is not None:
+        if args.keep:
+            print(f"  kept {tmpdir}")
+        else:
+            keep_plot = Path.cwd() / "throughput.png" if not args.plot else plot
+            if not args.plot:
+                shutil.copy(plot, keep_plot)
+                print(f"  (temporary files removed; chart copied to {keep_plot}; --keep keeps all)")
+            shutil.rmtree(tmpdir)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except StreamError as e:
+        if args.debug:
+            raise
+        sys.stderr.write(f"single_machine.py: error: {e}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("single_machine.py: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
