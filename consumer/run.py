@@ -23,7 +23,7 @@ import numpy as np
 from consumer.detect import ChunkResult, Detector, make_detector
 from consumer.sink import Outputs, label_figures
 from consumer.tail import Tail
-from shared.errors import FormatError, StopRequest, StreamError, UsageError
+from shared.errors import FormatError, ProducerFailed, StopRequest, StreamError, UsageError
 from shared.stream import StreamReader, atomic_write_json, read_npy_header, sibling
 
 CHECKPOINT_VERSION = 1
@@ -217,12 +217,17 @@ def run_consumer(
             status = "partial"  # --no-follow on an incomplete stream
     except BaseException as e:
         error = e
-        for f in inflight.values():
-            f.cancel()
+        if not isinstance(e, ProducerFailed):
+            for f in inflight.values():
+                f.cancel()  # a dead producer leaves committed chunks worth finishing
         raise
     finally:
         pool.shutdown(wait=True)
-        # Whatever happened, results of chunks finished in order are kept.
+        # Whatever happened, results of chunks finished in order are kept, including
+        # those still in flight when the error struck.
+        for c, f in inflight.items():
+            if f.done() and not f.cancelled() and f.exception() is None:
+                done[c] = f.result()
         for fut_chunk in sorted(done):
             if fut_chunk == outputs.next_chunk:
                 outputs.add(done[fut_chunk])
