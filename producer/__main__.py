@@ -9,13 +9,13 @@ import sys
 import threading
 import time
 
+from producer.generate import BLOCK_SIZE
 from shared.cli import OneLineParser, run_cli
 from shared.errors import StopRequest, UsageError
 from shared.params import generation_params, positive_float, positive_int
 from shared.stream import SUPPORTED_DTYPES
 
 DEFAULT_CHUNK = 1 << 20
-BLOCK_SIZE = 1 << 16  # producer.generate.BLOCK_SIZE (checked by a test); no numba import here
 
 
 def build_parser() -> argparse.ArgumentParser:
