@@ -84,18 +84,32 @@ class ParquetFile:
     into a temporary file and renames it over the public one.
     """
 
-    def __init__(self, path: Path, resume_rows: int | None = None) -> None:
+    def __init__(self, path: Path, resume: tuple[int, int] | None = None) -> None:
         self.path = path
         self.pending: list[pa.Table] = []
         self.rows = 0
         self.last_cost = 0.0
-        if resume_rows is None:
+        if resume is None:
             self._write([])  # an empty but valid file from the start
         else:
-            published = pq.ParquetFile(path).metadata.num_rows
-            if published != resume_rows:
-                raise FormatError(f"{path}: has {published} rows, checkpoint says {resume_rows}")
-            self.rows = resume_rows
+            self._truncate(*resume)
+
+    def _truncate(self, groups: int, rows: int) -> None:
+        """Keep the first ``groups`` row groups (= chunks); a crash may have published more."""
+        f = pq.ParquetFile(self.path)
+        have = sum(f.metadata.row_group(g).num_rows for g in range(min(groups, f.num_row_groups)))
+        if f.num_row_groups < groups or have != rows:
+            raise FormatError(
+                f"{self.path}: {f.num_row_groups} row groups / {have} rows do not match the "
+                f"checkpoint ({groups} chunks, {rows} rows)"
+            )
+        if f.num_row_groups > groups:
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            with pq.ParquetWriter(tmp, SCHEMA, compression="zstd") as out:
+                for g in range(groups):
+                    out.write_table(f.read_row_group(g))
+            os.replace(tmp, self.path)
+        self.rows = rows
 
     def append(self, r: ChunkResult) -> None:
         table = pa.table({"index": r.indices, "value": r.values, "score": r.scores}, schema=SCHEMA)
@@ -204,7 +218,7 @@ class Outputs:
         self.summary_path = summary
         self.checkpoint_path = checkpoint
         self.indices = IndexFile(indices, rs["indices"] if rs else None)
-        self.parquet = ParquetFile(parquet, rs["rows"] if rs else None)
+        self.parquet = ParquetFile(parquet, (rs["next_chunk"], rs["rows"]) if rs else None)
         self.scores = DenseScores(scores, num_samples, rs is not None) if scores else None
         self.next_chunk = rs["next_chunk"] if rs else 0
         self.samples_done = rs["samples"] if rs else 0

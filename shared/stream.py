@@ -307,6 +307,14 @@ class StreamWriter:
         header = npy_header(dtype, n)
         self.layout = Layout(n, np.dtype(SUPPORTED_DTYPES[dtype]), chunk_size, len(header))
         needed = self.layout.file_size
+        # Check space before touching anything; an overwritten file's blocks come back.
+        reclaim = path.stat().st_blocks * 512 if path.exists() else 0
+        free = shutil.disk_usage(parent).free
+        if needed > free + reclaim:
+            raise StreamError(
+                f"{path}: not enough disk space: need {needed} bytes, {free + reclaim} free"
+            )
+        created = not path.exists()
         # Open without truncating so that a live producer's lock is honoured first.
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         self._lock_fd(fd)
@@ -334,11 +342,6 @@ class StreamWriter:
         try:
             self._publish(force_fsync=True)
             os.ftruncate(fd, 0)
-            free = shutil.disk_usage(parent).free
-            if needed > free:
-                raise StreamError(
-                    f"{path}: not enough disk space: need {needed} bytes, {free} free"
-                )
             if self.preallocate:
                 self._reserve(needed)
             else:
@@ -354,6 +357,9 @@ class StreamWriter:
                 pass
             os.close(fd)
             self._fd = -1
+            if created:  # leave nothing behind for a stream that never started
+                for p in (path, self.sidecar):
+                    p.unlink(missing_ok=True)
             raise
 
     def _reserve(self, size: int) -> None:
