@@ -1,0 +1,983 @@
+"""STL: Seasonal-Trend decomposition based on Loess, as numba kernels.
+
+Reference: R. B. Cleveland, W. S. Cleveland, J. E. McRae and I. Terpenning (1990),
+"STL: A Seasonal-Trend Decomposition Procedure Based on Loess", Journal of
+Official Statistics 6(1), 3-73 (below: "the paper").  The procedure, its
+parameters (n_p, n_s, n_t, n_l, the jumps, n_i, n_o) and the numerical details
+of its reference implementation (tricube weights with the 0.001/0.999 cut-offs,
+the degeneracy test of the local-linear fit, end-point extrapolation of the
+cycle-subseries, robustness bisquare weights on 6 * median |residual|) follow
+the paper; results agree with ``statsmodels.tsa.seasonal.STL`` (itself a port
+of the paper's Fortran) to rounding error.
+
+Layout (house style): each numba kernel is a private ``_name`` function whose
+docstring cites the step of the paper it implements and the trick it uses; the
+public wrappers (:func:`stl_decompose`, :func:`stl_radius`,
+:func:`stl_alignment`) validate arguments and pick a kernel.
+
+The speed trick.  With equally spaced abscissae, unit robustness weights and a
+Loess window lying fully inside the series, the window of point ``i`` is
+``[i - q, i + q]`` (``q = (len - 1) // 2``), the tricube weights depend on
+``|j - i|`` only and, the window being symmetric, the weighted mean of the
+abscissae is ``i`` itself, so the slope term of a degree-1 fit vanishes at the
+centre.  The Loess fit is then a fixed symmetric FIR filter with the normalised
+tricube taps (the two end taps are 0 because the paper's weights vanish for
+``|j - i| > 0.999 h``), for degree 0 and 1 alike.  All interior points are thus
+computed as a convolution (blocked, vectorised by LLVM, symmetric pairs
+``x[i-d] + x[i+d]`` share one multiply); the general weighted local regression
+runs only near the ends of each series, for jumped evaluation grids, and when
+robustness weights are in use.  The cycle-subseries smoothing is the same
+convolution on the flat series with stride ``period``: its interior is the
+contiguous flat range ``[q_s * period, n - q_s * period)``.  The three moving
+averages of the low-pass filter use running sums (O(1) per sample), restarted
+at fixed block boundaries so that the serial and the threaded kernels perform
+exactly the same floating-point operations and return identical bits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from shared.errors import UsageError
+
+__all__ = ["stl_alignment", "stl_decompose", "stl_default_lengths", "stl_radius"]
+
+# Outputs per block of the FIR convolutions (8 KiB of float64: the block and
+# the input it reads stay in L1) and of the restarted running sums.  The block
+# partition is a function of the series length only, never of the number of
+# threads, which is what makes the serial and threaded results bit-identical.
+_FIR_BLOCK = 1024
+_MA_BLOCK = 16384
+
+
+# --------------------------------------------------------------------------
+# Loess building blocks
+# --------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _tricube(r, h):
+    """Tricube neighbourhood weight of the paper, section 2 (Loess).
+
+    ``W(u) = (1 - u^3)^3`` with ``u = r / h``; as in the paper's reference code
+    a distance ``r <= 0.001 h`` gets weight exactly 1 and ``r > 0.999 h`` weight
+    exactly 0 (so the two outermost points of a full window never contribute).
+    """
+    if r <= 0.999 * h:
+        if r <= 0.001 * h:
+            return 1.0
+        u = r / h
+        t = 1.0 - u * u * u
+        return t * t * t
+    return 0.0
+
+
+@njit(cache=True, nogil=True)
+def _tricube_table(q):
+    """Unnormalised tricube weights ``W(d / q)`` for ``d = 0..q`` (``h = q``).
+
+    Trick: every window that is symmetric about its point (the interior of a
+    series) has ``h = q``, so its weights are read from this table instead of
+    being recomputed per point.
+    """
+    tab = np.empty(q + 1)
+    hf = float(q)
+    for d in range(q + 1):
+        tab[d] = _tricube(float(d), hf)
+    return tab
+
+
+@njit(cache=True, nogil=True)
+def _sym_taps(tab, q):
+    """Normalised symmetric FIR taps of an interior Loess fit (see module doc).
+
+    ``taps[d]`` multiplies ``x[i - d] + x[i + d]`` (``taps[0]`` multiplies
+    ``x[i]``); the tap at ``d = q`` is 0 and dropped.  Degree 0 and degree 1
+    share the taps: with a symmetric window the local slope does not change the
+    fitted value at the centre.
+    """
+    taps = np.empty(max(q, 1))
+    if q == 0:
+        taps[0] = 1.0
+        return taps
+    s = tab[0]
+    for d in range(1, q):
+        s += 2.0 * tab[d]
+    for d in range(q):
+        taps[d] = tab[d] / s
+    return taps
+
+
+@njit(cache=True, nogil=True)
+def _est(y, rw, userw, n, length, deg, xs, nleft, nright, rng, tab, q):
+    """One local regression of the paper (Loess at abscissa ``xs``).
+
+    Fits a weighted polynomial of degree ``deg`` (0 or 1) to ``y[nleft..nright]``
+    with tricube weights of bandwidth ``h = max(xs - nleft, nright - xs)``
+    (widened by ``(length - n) // 2`` when the requested window exceeds the
+    series) times the robustness weights ``rw`` when ``userw``, and returns
+    ``(fitted value, ok)``; ``ok`` is False when all weights vanish.  As in the
+    paper's reference code the slope is dropped when the weighted spread of the
+    abscissae is degenerate, ``sqrt(c) <= 0.001 * rng`` (``rng`` = series
+    length - 1).
+
+    Trick: one pass accumulating the five weighted moments in abscissae centred
+    on ``xs`` (no cancellation), then the closed form of the local-linear fit
+    evaluated at ``xs``; symmetric windows read their weights from ``tab``.
+    """
+    h = max(xs - nleft, nright - xs)
+    if length > n:
+        h += (length - n) // 2
+    hf = float(h)
+    h9 = 0.999 * hf
+    h1 = 0.001 * hf
+    ih = 1.0 / hf if h > 0 else 0.0
+    use_tab = h == q
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    t0 = 0.0
+    t1 = 0.0
+    for j in range(nleft, nright + 1):
+        d = j - xs
+        if use_tab:
+            w = tab[abs(d)]
+        else:
+            r = float(abs(d))
+            if r > h9:
+                continue
+            if r <= h1:
+                w = 1.0
+            else:
+                u = r * ih
+                t = 1.0 - u * u * u
+                w = t * t * t
+        if userw:
+            w *= rw[j]
+        df = float(d)
+        wd = w * df
+        yj = y[j]
+        s0 += w
+        s1 += wd
+        s2 += wd * df
+        t0 += w * yj
+        t1 += wd * yj
+    if s0 <= 0.0:
+        return 0.0, False
+    m0 = t0 / s0
+    if h > 0 and deg > 0:
+        a = s1 / s0
+        c = s2 / s0 - a * a
+        if math.sqrt(c) > 0.001 * rng:
+            return m0 + (-a / c) * (t1 / s0 - a * m0), True
+    return m0, True
+
+
+@njit(cache=True, nogil=True)
+def _point(y, rw, userw, n, length, deg, xs, centre, rng, tab, taps, q):
+    """Loess value at ``xs`` using the window the paper assigns to ``centre``.
+
+    The window is the ``length`` points nearest ``centre``, clipped to the
+    series (the whole series when ``length >= n``); ``centre != xs`` only for
+    the last point of a jumped grid, which reuses the last grid point's window.
+    When the fit fails (all weights zero) the data value is returned, as in the
+    paper.  Trick: an unweighted symmetric window is the FIR dot product.
+    """
+    nleft = max(0, min(centre - q, n - length))
+    nright = min(n - 1, nleft + length - 1)
+    if (not userw) and length < n and nleft == xs - q:
+        v = taps[0] * y[xs]
+        for d in range(1, q):
+            v += taps[d] * (y[xs - d] + y[xs + d])
+        return v
+    v, ok = _est(y, rw, userw, n, length, deg, xs, nleft, nright, rng, tab, q)
+    if ok:
+        return v
+    return y[xs]
+
+
+@njit(cache=True, nogil=True)
+def _interpolate_tail(y, rw, userw, n, length, deg, nj, rng, tab, taps, q, out):
+    """Jumped grid: fit the last point with the last grid point's window.
+
+    Also fills the points between the last grid point and the last point by
+    linear interpolation (the paper's reference code does the same).
+    """
+    last = ((n - 1) // nj) * nj
+    if last != n - 1:
+        out[n - 1] = _point(y, rw, userw, n, length, deg, n - 1, last, rng, tab, taps, q)
+        if last != n - 2:
+            delta = (out[n - 1] - out[last]) / (n - 1 - last)
+            for j in range(last + 1, n - 1):
+                out[j] = out[last] + delta * (j - last)
+
+
+@njit(cache=True, nogil=True)
+def _interpolate_range(out, n, nj, lo, hi):
+    """Linear interpolation between consecutive grid points ``g, g + nj``.
+
+    Section 3.3 of the paper (the jumps): fills the non-grid points ``j`` with
+    ``lo <= j < hi`` whose right grid point ``g + nj`` exists
+    (``g + nj <= n - 1``); the tail after the last grid point is handled by
+    :func:`_interpolate_tail`.
+    """
+    g = (lo // nj) * nj
+    while g < hi and g + nj <= n - 1:
+        delta = (out[g + nj] - out[g]) / nj
+        j0 = max(g + 1, lo)
+        j1 = min(g + nj, hi)
+        for j in range(j0, j1):
+            out[j] = out[g] + delta * (j - g)
+        g += nj
+
+
+@njit(cache=True, nogil=True)
+def _loess_serial(y, rw, userw, n, length, deg, jump, rng, tab, taps, out):
+    """Loess smoothing of a whole (sub)series, the paper's inner-loop smoother.
+
+    Evaluates the fit at every ``nj``-th point (``nj = min(jump, n - 1)``),
+    always at the last point, and fills the gaps by linear interpolation.
+    Used for the cycle-subseries when robustness weights or a seasonal jump
+    rule out the strided FIR.
+    """
+    q = (length - 1) // 2
+    if n < 2:
+        out[0] = y[0]
+        return
+    nj = min(jump, n - 1)
+    for i in range(0, n, nj):
+        out[i] = _point(y, rw, userw, n, length, deg, i, i, rng, tab, taps, q)
+    if nj > 1:
+        _interpolate_tail(y, rw, userw, n, length, deg, nj, rng, tab, taps, q, out)
+        _interpolate_range(out, n, nj, 0 * n, n)
+
+
+# --------------------------------------------------------------------------
+# The FIR fast path
+# --------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _fir_block(x, out, taps, q, stride, lo, hi):
+    """Interior Loess as a symmetric FIR filter over outputs ``lo <= i < hi``.
+
+    ``out[i] = taps[0] x[i] + sum_{d=1}^{q-1} taps[d] (x[i - d s] + x[i + d s])``
+    with stride ``s`` (1 for the low-pass and trend smoothers, ``period`` for the
+    cycle-subseries: the paper's subseries Loess on the flat series, see the
+    module docstring).  Trick: tap-outer / sample-inner loops over contiguous
+    views, so the inner loop is an axpy that LLVM vectorises without any
+    reassociation (fastmath stays off), four symmetric tap pairs per sweep to
+    cut the load/store traffic on ``out``; blocks of ``_FIR_BLOCK`` outputs
+    keep ``out`` and the input it reads in L1.
+    """
+    m = hi - lo
+    ob = out[lo:hi]
+    xc = x[lo:hi]
+    w0 = taps[0]
+    for t in range(m):
+        ob[t] = w0 * xc[t]
+    d = 1
+    while d + 3 < q:
+        wa = taps[d]
+        wb = taps[d + 1]
+        wc = taps[d + 2]
+        wd = taps[d + 3]
+        oa = d * stride
+        xam = x[lo - oa : hi - oa]
+        xap = x[lo + oa : hi + oa]
+        oa += stride
+        xbm = x[lo - oa : hi - oa]
+        xbp = x[lo + oa : hi + oa]
+        oa += stride
+        xcm = x[lo - oa : hi - oa]
+        xcp = x[lo + oa : hi + oa]
+        oa += stride
+        xdm = x[lo - oa : hi - oa]
+        xdp = x[lo + oa : hi + oa]
+        for t in range(m):
+            ob[t] = ob[t] + (
+                (wa * (xam[t] + xap[t]) + wb * (xbm[t] + xbp[t]))
+                + (wc * (xcm[t] + xcp[t]) + wd * (xdm[t] + xdp[t]))
+            )
+        d += 4
+    while d < q:
+        wa = taps[d]
+        oa = d * stride
+        xam = x[lo - oa : hi - oa]
+        xap = x[lo + oa : hi + oa]
+        for t in range(m):
+            ob[t] = ob[t] + wa * (xam[t] + xap[t])
+        d += 1
+
+
+@njit(cache=True, nogil=True)
+def _epilogue_block(mode, out, y, aux, aux_off, dout, lo, hi):
+    """Element-wise steps fused behind a smoother, on ``lo <= i < hi``.
+
+    ``mode`` 0: nothing.  1 (after the trend, step 6): the next inner pass's
+    detrended series (step 1), ``dout = y - out``.  2 (after the low-pass Loess,
+    steps 4 and 5): ``out = C - L`` is the seasonal (``aux = C`` read at
+    ``aux_off + i``) and ``dout = y - out`` the deseasonalised series.  3 (last
+    trend): the remainder ``dout = y - aux - out`` (``aux`` = seasonal).  Trick:
+    run on a block just written by :func:`_fir_block`, so it costs no extra
+    pass over memory.
+    """
+    if mode == 1:
+        for i in range(lo, hi):
+            dout[i] = y[i] - out[i]
+    elif mode == 2:
+        for i in range(lo, hi):
+            v = aux[aux_off + i] - out[i]
+            out[i] = v
+            dout[i] = y[i] - v
+    elif mode == 3:
+        for i in range(lo, hi):
+            dout[i] = y[i] - aux[i] - out[i]
+
+
+@njit(cache=True, nogil=True)
+def _fir_group(x, out, taps, q, stride, lo, hi, b0, b1, mode, y, aux, aux_off, dout):
+    """FIR blocks ``b0 <= b < b1`` of ``[lo, hi)``, each followed by its epilogue."""
+    for b in range(b0, b1):
+        s = lo + b * _FIR_BLOCK
+        e = min(s + _FIR_BLOCK, hi)
+        _fir_block(x, out, taps, q, stride, s, e)
+        _epilogue_block(mode, out, y, aux, aux_off, dout, s, e)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _fir_parallel(x, out, taps, q, stride, lo, hi, mode, y, aux, aux_off, dout, nt):
+    """Threaded driver of :func:`_fir_group`: one contiguous run of blocks per
+    thread (same block partition as the serial call, hence the same bits)."""
+    nb = (hi - lo + _FIR_BLOCK - 1) // _FIR_BLOCK
+    for g in prange(nt):
+        _fir_group(x, out, taps, q, stride, lo, hi, g * nb // nt, (g + 1) * nb // nt, mode, y,
+                   aux, aux_off, dout)
+
+
+@njit(cache=True, nogil=True)
+def _fir(x, out, taps, q, stride, lo, hi, mode, y, aux, aux_off, dout, nt):
+    """Blocked FIR + epilogue over ``[lo, hi)``, serial or threaded."""
+    if hi <= lo:
+        return
+    if nt > 1:
+        _fir_parallel(x, out, taps, q, stride, lo, hi, mode, y, aux, aux_off, dout, nt)
+    else:
+        nb = (hi - lo + _FIR_BLOCK - 1) // _FIR_BLOCK
+        _fir_group(x, out, taps, q, stride, lo, hi, 0 * nb, nb, mode, y, aux, aux_off, dout)
+
+
+# --------------------------------------------------------------------------
+# The general path (robustness weights, jumps, short series), threaded twins
+# --------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _points_range(y, rw, userw, n, length, deg, nj, rng, tab, taps, out, g0, g1):
+    """General Loess at the grid points ``i = g * nj``, ``g0 <= g < g1``."""
+    q = (length - 1) // 2
+    for g in range(g0, g1):
+        i = g * nj
+        out[i] = _point(y, rw, userw, n, length, deg, i, i, rng, tab, taps, q)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _points_parallel(y, rw, userw, n, length, deg, nj, rng, tab, taps, out, ng, nt):
+    """Threaded driver of :func:`_points_range` (points are independent)."""
+    for g in prange(nt):
+        _points_range(y, rw, userw, n, length, deg, nj, rng, tab, taps, out, g * ng // nt,
+                      (g + 1) * ng // nt)
+
+
+@njit(cache=True, nogil=True)
+def _after_range(mode, out, y, aux, aux_off, dout, n, nj, lo, hi):
+    """Interpolation of a jumped grid then the epilogue, on ``[lo, hi)``."""
+    if nj > 1:
+        _interpolate_range(out, n, nj, lo, hi)
+    _epilogue_block(mode, out, y, aux, aux_off, dout, lo, hi)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _after_parallel(mode, out, y, aux, aux_off, dout, n, nj, nt):
+    """Threaded driver of :func:`_after_range`."""
+    for g in prange(nt):
+        _after_range(mode, out, y, aux, aux_off, dout, n, nj, g * n // nt, (g + 1) * n // nt)
+
+
+@njit(cache=True, nogil=True)
+def _smooth(y, rw, userw, n, length, deg, jump, rng, out, nt, mode, ey, aux, aux_off, dout):
+    """Loess smoother of a contiguous series (low-pass step 3, trend step 6).
+
+    Fast path (unit weights, no jump, window shorter than the series): the
+    interior ``q <= i < n - q`` is the FIR convolution, only the ``2 q`` end
+    points go through the general local regression.  Otherwise every (grid)
+    point is a general fit.  Either way the epilogue ``mode`` (see
+    :func:`_epilogue_block`, with ``ey`` as ``y``) follows.
+    """
+    q = (length - 1) // 2
+    tab = _tricube_table(q)
+    taps = _sym_taps(tab, q)
+    # The general fits take strided ("A" layout) views like the cycle-subseries
+    # do, so that numba compiles them once.
+    ya = y[::1]
+    rwa = rw[::1]
+    zero = 0 * n  # runtime constants: literals would add specialisations
+    nj = max(1, min(jump, n - 1))
+    if (not userw) and nj == 1 and length < n:
+        _fir(y, out, taps, q, zero + 1, q, n - q, mode, ey, aux, aux_off, dout, nt)
+        for i in range(q):
+            out[i] = _point(ya, rwa, userw, n, length, deg, i, i, rng, tab, taps, q)
+        for i in range(n - q, n):
+            out[i] = _point(ya, rwa, userw, n, length, deg, i, i, rng, tab, taps, q)
+        _epilogue_block(mode, out, ey, aux, aux_off, dout, zero, min(q, n))
+        _epilogue_block(mode, out, ey, aux, aux_off, dout, max(n - q, q), n)
+        return
+    ng = (n - 1) // nj + 1
+    if nt > 1:
+        _points_parallel(ya, rwa, userw, n, length, deg, nj, rng, tab, taps, out, ng, nt)
+    else:
+        _points_range(ya, rwa, userw, n, length, deg, nj, rng, tab, taps, out, zero, ng)
+    if nj > 1:
+        _interpolate_tail(ya, rwa, userw, n, length, deg, nj, rng, tab, taps, q, out)
+    if nt > 1:
+        _after_parallel(mode, out, ey, aux, aux_off, dout, n, nj, nt)
+    else:
+        _after_range(mode, out, ey, aux, aux_off, dout, n, nj, zero, n)
+
+
+# --------------------------------------------------------------------------
+# Step 2: cycle-subseries smoothing
+# --------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _subseries_one(d, rw, userw, n, period, j, ns, deg, jump, rng, tab, taps, fast, c, work):
+    """Smooth cycle-subseries ``j`` and extend it by one period at both ends.
+
+    Step 2 of the paper's inner loop: the subseries ``d[j::period]`` (length
+    ``k``) is Loess-smoothed and the fit is extrapolated to positions ``-1``
+    and ``k``; the result goes to ``c[j + (m + 1) * period]`` for
+    ``m = -1..k`` (``c`` has ``n + 2 period`` entries).  With ``fast`` the
+    interior positions ``q <= m < k - q`` were already written by the strided
+    FIR convolution and only the ``2 q`` end positions are fitted here.
+    """
+    k = (n - 1 - j) // period + 1
+    sub = d[j::period]
+    srw = rw[j::period]
+    q = (ns - 1) // 2
+    if fast:
+        for m in range(min(q, k)):
+            c[j + (m + 1) * period] = _point(sub, srw, userw, k, ns, deg, m, m, rng, tab, taps, q)
+        for m in range(max(q, k - q), k):
+            c[j + (m + 1) * period] = _point(sub, srw, userw, k, ns, deg, m, m, rng, tab, taps, q)
+    else:
+        _loess_serial(sub, srw, userw, k, ns, deg, jump, rng, tab, taps, work)
+        for m in range(k):
+            c[j + (m + 1) * period] = work[m]
+    zero = 0 * k  # runtime constants: literals would add specialisations
+    nright = min(ns, k) - 1
+    v, ok = _est(sub, srw, userw, k, ns, deg, zero - 1, zero, nright, rng, tab, q)
+    c[j] = v if ok else c[j + period]
+    nleft = max(0, k - ns)
+    v, ok = _est(sub, srw, userw, k, ns, deg, k, nleft, k - 1, rng, tab, q)
+    c[j + (k + 1) * period] = v if ok else c[j + k * period]
+
+
+@njit(cache=True, nogil=True)
+def _subseries_range(d, rw, userw, n, period, ns, deg, jump, tab, taps, fast, c, lo, hi,
+                     offset, total):
+    """Run :func:`_subseries_one` for the subseries ``lo <= j < hi``.
+
+    Each subseries' degeneracy scale is ``k - 1`` for its length ``k`` in the
+    whole series: for a window ``x[offset:offset + n]`` of a series of
+    ``total`` samples, the window's subseries ``j`` is the whole series'
+    subseries ``(offset + j) % period``.
+    """
+    work = np.empty((n - 1) // period + 1)
+    for j in range(lo, hi):
+        g = (offset + j) % period
+        rng = float((total - 1 - g) // period)
+        _subseries_one(d, rw, userw, n, period, j, ns, deg, jump, rng, tab, taps, fast, c, work)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _subseries_parallel(d, rw, userw, n, period, ns, deg, jump, tab, taps, fast, c, offset,
+                        total, nt):
+    """Threaded driver of :func:`_subseries_range` (subseries are independent)."""
+    for g in prange(nt):
+        _subseries_range(d, rw, userw, n, period, ns, deg, jump, tab, taps, fast, c,
+                         g * period // nt, (g + 1) * period // nt, offset, total)
+
+
+@njit(cache=True, nogil=True)
+def _cycle_subseries(d, rw, userw, n, period, ns, deg, jump, c, nt, offset, total):
+    """Step 2 of the paper: smooth all cycle-subseries of ``d`` into ``c``.
+
+    Trick: without robustness weights or jumps, the interior of every subseries
+    is one strided FIR convolution over the contiguous flat range
+    ``q * period <= i < n - q * period`` (written to ``c[period + i]``), and
+    only the ``q`` first and last points of each subseries plus the two
+    extrapolated points need a general fit.
+    """
+    q = (ns - 1) // 2
+    tab = _tricube_table(q)
+    taps = _sym_taps(tab, q)
+    fast = (not userw) and jump == 1
+    zero = 0 * n  # runtime constants: literals would add specialisations
+    if fast:
+        cv = c[period:]
+        _fir(d, cv, taps, q, period, q * period, n - q * period, zero, d, d, zero, d, nt)
+    if nt > 1:
+        _subseries_parallel(d, rw, userw, n, period, ns, deg, jump, tab, taps, fast, c, offset,
+                            total, nt)
+    else:
+        _subseries_range(d, rw, userw, n, period, ns, deg, jump, tab, taps, fast, c, zero,
+                         period, offset, total)
+
+
+# --------------------------------------------------------------------------
+# Step 3: the moving averages of the low-pass filter
+# --------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _running_sum(x, x0, out, count, length):
+    """``out[k] = sum(x[x0 + k : x0 + k + length])`` for ``0 <= k < count``.
+
+    The paper's moving averages are running sums, O(1) per output.  Trick: the
+    range is split in four lanes with their own sums, updated in the same loop,
+    so the four add chains overlap instead of running at one add latency per
+    sample.
+    """
+    if count < 64:
+        s = 0.0
+        for u in range(length):
+            s += x[x0 + u]
+        out[0] = s
+        for k in range(1, count):
+            s += x[x0 + k + length - 1] - x[x0 + k - 1]
+            out[k] = s
+        return
+    seg = count // 4
+    k1 = seg
+    k2 = 2 * seg
+    k3 = 3 * seg
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    for u in range(length):
+        s0 += x[x0 + u]
+        s1 += x[x0 + k1 + u]
+        s2 += x[x0 + k2 + u]
+        s3 += x[x0 + k3 + u]
+    out[0] = s0
+    out[k1] = s1
+    out[k2] = s2
+    out[k3] = s3
+    a = x0 + length - 1
+    b = x0 - 1
+    for k in range(1, seg):
+        s0 += x[a + k] - x[b + k]
+        out[k] = s0
+        s1 += x[a + k1 + k] - x[b + k1 + k]
+        out[k1 + k] = s1
+        s2 += x[a + k2 + k] - x[b + k2 + k]
+        out[k2 + k] = s2
+        s3 += x[a + k3 + k] - x[b + k3 + k]
+        out[k3 + k] = s3
+    for k in range(seg, count - k3):
+        s3 += x[a + k3 + k] - x[b + k3 + k]
+        out[k3 + k] = s3
+
+
+@njit(cache=True, nogil=True)
+def _lowpass_ma_block(c, m3, period, lo, hi, b1, b2):
+    """Step 3's three moving averages (``period``, ``period``, 3) for ``m3[lo:hi]``.
+
+    ``m3[t] = mean of M2[t..t+2]``, ``M2[r] = mean of M1[r..r+period-1]``,
+    ``M1[s] = mean of c[s..s+period-1]`` (``c`` is the extended subseries fit,
+    ``n + 2 period`` long, so ``m3`` is aligned with the series).  Trick: fused
+    per block with its halo in small scratch buffers (``b1``, ``b2``); the
+    sums stay unscaled and one division by ``3 period^2`` per output, in a
+    vectorised loop, replaces the three divisions.
+    """
+    m = hi - lo
+    _running_sum(c, lo, b1, m + period + 1, period)
+    _running_sum(b1, 0 * lo, b2, m + 2, period)
+    scale = 3.0 * float(period) * float(period)
+    ob = m3[lo:hi]
+    for t in range(m):
+        ob[t] = (b2[t] + b2[t + 1] + b2[t + 2]) / scale
+
+
+@njit(cache=True, nogil=True)
+def _ma_group(c, m3, period, n, blk, b0, b1_):
+    """Moving-average blocks ``b0 <= b < b1_`` with one scratch allocation."""
+    s1 = np.empty(blk + period + 1)
+    s2 = np.empty(blk + 2)
+    for b in range(b0, b1_):
+        lo = b * blk
+        _lowpass_ma_block(c, m3, period, lo, min(lo + blk, n), s1, s2)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _ma_parallel(c, m3, period, n, blk, nt):
+    """Threaded driver of :func:`_ma_group` (same block partition as serial)."""
+    nb = (n + blk - 1) // blk
+    for g in prange(nt):
+        _ma_group(c, m3, period, n, blk, g * nb // nt, (g + 1) * nb // nt)
+
+
+@njit(cache=True, nogil=True)
+def _lowpass_ma(c, m3, period, n, nt):
+    """The three moving averages of step 3 over the whole series."""
+    blk = max(_MA_BLOCK, 16 * period)
+    if nt > 1:
+        _ma_parallel(c, m3, period, n, blk, nt)
+    else:
+        _ma_group(c, m3, period, n, blk, 0 * n, (n + blk - 1) // blk)
+
+
+# --------------------------------------------------------------------------
+# Robustness weights and the whole procedure
+# --------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _robustness_weights(y, season, trend, rw):
+    """Outer loop of the paper: bisquare weights of the remainder.
+
+    ``h = 6 median |R|`` (the true median, as in the corrected reference code
+    statsmodels follows), ``rho = B(|R| / h)`` with ``B(u) = (1 - u^2)^2`` and
+    the same 0.001/0.999 cut-offs as the tricube.
+    """
+    n = y.shape[0]
+    r = np.empty(n)
+    for i in range(n):
+        r[i] = abs(y[i] - (trend[i] + season[i]))
+    cmad = 6.0 * np.median(r)
+    c9 = 0.999 * cmad
+    c1 = 0.001 * cmad
+    for i in range(n):
+        ri = r[i]
+        if ri <= c1:
+            rw[i] = 1.0
+        elif ri <= c9:
+            u = ri / cmad
+            t = 1.0 - u * u
+            rw[i] = t * t
+        else:
+            rw[i] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def _stl_kernel(y, period, ns, ntr, nl, isdeg, itdeg, ildeg, nsjump, ntjump, nljump, ni, no,
+                nt, offset, total, season, trend, resid, c, ds, rw):
+    """The STL procedure of the paper (inner loop ``ni`` times, outer ``no``).
+
+    Inner loop (section 2 of the paper): 1 detrend, 2 cycle-subseries
+    smoothing with one-period extension at both ends, 3 low-pass filter of the
+    smoothed subseries (moving averages of length ``period``, ``period``, 3,
+    then Loess ``nl``), 4 ``S = C - L``, 5 deseasonalise, 6 trend Loess ``nt``.
+    Outer loop: robustness weights from the remainder, used by steps 2 and 6.
+
+    Buffers (all preallocated by the caller): ``season``, ``trend``, ``resid``
+    (results, ``n``), ``c`` (``n + 2 period``), ``ds`` (``n``), ``rw`` (``n``, or
+    1 when no outer iteration runs).  ``resid`` doubles as the detrended series
+    of step 1 and the moving-average output of step 3 until the last pass
+    writes the remainder into it; steps 1, 4 and 5 are fused into the passes
+    of the smoothers (see :func:`_epilogue_block`).  ``nt > 1`` picks the
+    threaded drivers; the block partition (hence every floating-point
+    operation) is the same either way.  ``offset`` and ``total`` only set the
+    degeneracy scale of the local-linear fits (the whole-series length).
+    """
+    n = y.shape[0]
+    zero = 0 * n  # runtime constants: literals would add specialisations
+    if ni <= 0:
+        for i in range(n):
+            season[i] = 0.0
+            trend[i] = 0.0
+            resid[i] = y[i]
+        return
+    rng = float(total - 1)
+    unweighted = ni < 0
+    userw = unweighted
+    for k in range(no + 1):
+        for it in range(ni):
+            # 1: the detrended series (trend = 0 on the very first pass)
+            d = y if (k == 0 and it == 0) else resid
+            # 2: cycle-subseries smoothing -> c
+            _cycle_subseries(d, rw, userw, n, period, ns, isdeg, nsjump, c, nt, offset, total)
+            # 3: moving averages -> resid (scratch)
+            _lowpass_ma(c, resid, period, n, nt)
+            # 3, 4, 5: low-pass Loess; season = c - low-pass; ds = y - season
+            _smooth(resid, rw, unweighted, n, nl, ildeg, nljump, rng, season, nt, zero + 2, y,
+                    c, zero + period, ds)
+            # 6: trend; then step 1 of the next pass, or the remainder
+            last = k == no and it == ni - 1
+            _smooth(ds, rw, userw, n, ntr, itdeg, ntjump, rng, trend, nt,
+                    zero + (3 if last else 1), y, season, zero, resid)
+        if k < no:
+            _robustness_weights(y, season, trend, rw)
+            userw = not unweighted
+
+
+# --------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _int_param(name: str, v: object, minimum: int, what: str = "an integer") -> int:
+    if not _is_int(v) or int(v) < minimum:  # type: ignore[call-overload]
+        raise UsageError(f"{name} must be {what} >= {minimum}, got {v!r}")
+    return int(v)  # type: ignore[call-overload]
+
+
+def _odd_param(name: str, v: object, period: int | None = None) -> int:
+    above = "" if period is None else f" and > period ({period})"
+    if (not _is_int(v) or int(v) < 3 or int(v) % 2 == 0  # type: ignore[call-overload]
+            or (period is not None and int(v) <= period)):  # type: ignore[call-overload]
+        raise UsageError(f"{name} must be an odd integer >= 3{above}, got {v!r}")
+    return int(v)  # type: ignore[call-overload]
+
+
+def _deg_param(name: str, v: object) -> int:
+    if not _is_int(v) or int(v) not in (0, 1):  # type: ignore[call-overload]
+        raise UsageError(f"{name} must be 0 or 1, got {v!r}")
+    return int(v)  # type: ignore[call-overload]
+
+
+def stl_default_lengths(
+    period: int, seasonal: int = 7, trend: int | None = None, low_pass: int | None = None
+) -> tuple[int, int]:
+    """The ``(trend, low_pass)`` smoother lengths with statsmodels' defaults filled in.
+
+    ``trend``: the smallest odd integer ``>= 1.5 period / (1 - 1.5 / seasonal)``;
+    ``low_pass``: the smallest odd integer ``> period``.  Given values are
+    returned unchanged (not validated: see :func:`stl_decompose`).
+    """
+    if trend is None:
+        trend = int(math.ceil(1.5 * period / (1.0 - 1.5 / seasonal)))
+        trend += trend % 2 == 0
+    if low_pass is None:
+        low_pass = period + 1
+        low_pass += low_pass % 2 == 0
+    return int(trend), int(low_pass)
+
+
+def _check_lengths(
+    period: object, seasonal: object, trend: object, low_pass: object
+) -> tuple[int, int, int, int]:
+    p = _int_param("period", period, 2)
+    s = _odd_param("seasonal", seasonal)
+    t, lp = stl_default_lengths(p, s, None if trend is None else _odd_param("trend", trend, p),
+                                None if low_pass is None else _odd_param("low_pass", low_pass, p))
+    return p, s, t, lp
+
+
+def _check_jumps(seasonal_jump: object, trend_jump: object, low_pass_jump: object
+                 ) -> tuple[int, int, int]:
+    return (_int_param("seasonal_jump", seasonal_jump, 1),
+            _int_param("trend_jump", trend_jump, 1),
+            _int_param("low_pass_jump", low_pass_jump, 1))
+
+
+def stl_decompose(
+    x: np.ndarray,
+    period: int,
+    seasonal: int = 7,
+    trend: int | None = None,
+    low_pass: int | None = None,
+    seasonal_deg: int = 1,
+    trend_deg: int = 1,
+    low_pass_deg: int = 1,
+    robust: bool = False,
+    seasonal_jump: int = 1,
+    trend_jump: int = 1,
+    low_pass_jump: int = 1,
+    inner_iter: int | None = None,
+    outer_iter: int | None = None,
+    *,
+    threads: int | None = 1,
+    offset: int = 0,
+    total_length: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """STL decomposition of ``x`` into ``(seasonal, trend, resid)`` (float64 arrays).
+
+    Parameters, defaults and results are those of
+    ``statsmodels.tsa.seasonal.STL(x, period, seasonal, trend, low_pass,
+    seasonal_deg, trend_deg, low_pass_deg, robust, seasonal_jump, trend_jump,
+    low_pass_jump).fit(inner_iter, outer_iter)`` to rounding error: ``trend``
+    defaults to the smallest odd integer ``>= 1.5 period / (1 - 1.5 /
+    seasonal)``, ``low_pass`` to the smallest odd integer ``> period``,
+    ``inner_iter`` to 2 if ``robust`` else 5, ``outer_iter`` to 15 if ``robust``
+    else 0.  ``resid = x - seasonal - trend``.
+
+    Keyword-only extras:
+
+    ``threads``: 1 (default) runs the serial ``nogil`` kernel, which may be
+    called from several Python threads at once (one series each).  ``k > 1``
+    runs the threaded kernel on ``min(k, numba.config.NUMBA_NUM_THREADS)``
+    threads, ``None`` on all of them; it returns the same bits as the serial
+    kernel (the work is split on a fixed block partition) but must not be
+    entered from two Python threads at the same time.
+
+    ``offset``, ``total_length``: declare ``x`` to be the window
+    ``full[offset:offset + len(x)]`` of a series of ``total_length`` samples
+    (defaults: ``0`` and ``offset + len(x)``).  They only set the scale of the
+    paper's degeneracy test of the local-linear fits, which drops the slope
+    when the weighted spread of the abscissae is ``<= 0.001 (m - 1)`` for the
+    length ``m`` of the (sub)series smoothed: with them, a window that touches
+    an end of the whole series reproduces the whole series' values there (see
+    :func:`stl_radius`).  Every ``total_length >= 1000 * max(seasonal *
+    period, trend, low_pass) + 2 * period`` gives the same result, so a stream
+    of unknown length may pass any such value.
+
+    Raises :class:`shared.errors.UsageError` for invalid arguments: period < 2;
+    seasonal, trend or low_pass not odd or < 3; trend or low_pass <= period;
+    degrees other than 0 and 1; jumps < 1; negative iteration counts; ``x`` not
+    one-dimensional, not real, not finite or shorter than two periods.
+    """
+    period, seasonal, trend, low_pass = _check_lengths(period, seasonal, trend, low_pass)
+    degs = (_deg_param("seasonal_deg", seasonal_deg), _deg_param("trend_deg", trend_deg),
+            _deg_param("low_pass_deg", low_pass_deg))
+    jumps = _check_jumps(seasonal_jump, trend_jump, low_pass_jump)
+    robust = bool(robust)
+    ni = _int_param("inner_iter", (2 if robust else 5) if inner_iter is None else inner_iter, 0)
+    no = _int_param("outer_iter", (15 if robust else 0) if outer_iter is None else outer_iter, 0)
+    arr = np.asarray(x)
+    if arr.ndim != 1:
+        raise UsageError(f"x must be one-dimensional, got shape {arr.shape}")
+    if arr.dtype.kind not in "biuf":
+        raise UsageError(f"x must hold real numbers, got dtype {arr.dtype}")
+    y = np.ascontiguousarray(arr, dtype=np.float64)
+    n = y.shape[0]
+    if n < 2 * period:
+        raise UsageError(f"x must hold at least two periods ({2 * period} samples), got {n}")
+    if not np.isfinite(y).all():
+        raise UsageError("x must be finite (no NaN or infinity)")
+    off = _int_param("offset", offset, 0)
+    total = off + n if total_length is None else _int_param("total_length", total_length, 1)
+    if off + n > total:
+        raise UsageError(
+            f"offset + len(x) must be <= total_length, got {off} + {n} > {total}"
+        )
+    if threads is None:
+        nthreads = numba.config.NUMBA_NUM_THREADS
+    else:
+        nthreads = min(_int_param("threads", threads, 1), numba.config.NUMBA_NUM_THREADS)
+
+    season = np.empty(n)
+    trend_out = np.empty(n)
+    resid = np.empty(n)
+    c = np.empty(n + 2 * period)
+    ds = np.empty(n)
+    rw = np.ones(n if no > 0 else 1)
+    args = (y, period, seasonal, trend, low_pass, degs[0], degs[1], degs[2], jumps[0],
+            jumps[1], jumps[2], ni, no)
+    bufs = (season, trend_out, resid, c, ds, rw)
+    if nthreads <= 1:
+        _stl_kernel(*args, 1, off, total, *bufs)
+    else:
+        previous = numba.get_num_threads()
+        numba.set_num_threads(nthreads)
+        try:
+            _stl_kernel(*args, nthreads, off, total, *bufs)
+        finally:
+            numba.set_num_threads(previous)
+    return season, trend_out, resid
+
+
+def stl_radius(
+    period: int,
+    seasonal: int = 7,
+    trend: int | None = None,
+    low_pass: int | None = None,
+    seasonal_jump: int = 1,
+    trend_jump: int = 1,
+    low_pass_jump: int = 1,
+    inner_iter: int = 5,
+) -> int:
+    """Dependency radius ``R`` (samples) of non-robust STL, for chunked use.
+
+    For ``robust=False`` and windows ``x[a:b]`` of a series ``x`` of length
+    ``n`` whose start ``a`` is a multiple of :func:`stl_alignment`,
+    ``stl_decompose(x[a:b], ..., offset=a, total_length=n)`` equals (to
+    rounding, ~1e-12 relative) ``stl_decompose(x, ...)`` at every sample ``i``
+    with ``a + R <= i < b - R``; on a side where the window touches the series
+    (``a == 0`` or ``b == n``) the condition on that side is void.  Windows
+    must be longer than the smoothers (``b - a > 2 R`` ensures it).  Degrees
+    do not matter.  With ``robust=True`` no finite radius exists: the
+    robustness weights depend on the median of all residuals.
+
+    Derivation (``q_s, q_l, q_t`` = half-windows ``(len - 1) // 2`` of the
+    seasonal, low-pass and trend smoothers, ``j_s, j_l, j_t`` the jumps,
+    ``p`` the period).  Say a quantity is *clean* at depth ``e`` when it equals
+    the whole-series one at all ``i`` with ``a + e <= i < b - e``.  A Loess
+    value equals the whole-series one when its window is the symmetric
+    ``[i - q, i + q]`` in both computations and the data inside are clean;
+    the tricube weight of the two outermost points is exactly 0, so only
+    ``|d| <= q - 1`` matters; a jumped value interpolates grid points up to
+    ``j - 1`` away.  Hence one inner pass maps a clean detrended series at
+    depth ``e`` to:
+
+    * cycle-subseries fit ``C``: depth ``max((q_s + j_s - 1) p, e + (q_s + j_s - 2) p)``
+      (symmetric window: ``q_s + j_s - 1`` subseries positions from the window's
+      edge; data: ``q_s - 1`` positions, plus ``j_s - 1`` for the grid);
+    * the moving averages ``p, p, 3`` read ``C`` at ``i - p .. i + p``: ``+ p``;
+    * low-pass Loess: ``+ q_l + j_l - 2``; ``S = C - L``: same depth;
+    * trend Loess: ``+ q_t + j_t - 2``.
+
+    The first pass starts from the trend 0 (``e = 0``) and every later pass from
+    ``e >= p``, where the data term of the first bullet wins, so::
+
+        R = inner_iter * ((q_s + j_s - 1) * p + (q_l + j_l - 2) + (q_t + j_t - 2)) + p
+
+    (0 when ``inner_iter == 0``).  The one-pass bound is attained exactly (the
+    tests show that a smaller radius differs); later passes reach their full
+    depth only through products of small end taps, so their measured reach is
+    a little shorter.
+    """
+    period, seasonal, trend, low_pass = _check_lengths(period, seasonal, trend, low_pass)
+    sj, tj, lj = _check_jumps(seasonal_jump, trend_jump, low_pass_jump)
+    ni = _int_param("inner_iter", inner_iter, 0)
+    if ni == 0:
+        return 0
+    qs = (seasonal - 1) // 2
+    ql = (low_pass - 1) // 2
+    qt = (trend - 1) // 2
+    per_pass = (qs + sj - 1) * period + (ql + lj - 2) + (qt + tj - 2)
+    return ni * per_pass + period
+
+
+def stl_alignment(
+    period: int, seasonal_jump: int = 1, trend_jump: int = 1, low_pass_jump: int = 1
+) -> int:
+    """Window starts that are multiples of this keep STL's evaluation grids.
+
+    A window ``x[a:]`` has the same cycle-subseries as the whole series (its
+    subseries ``j`` is the series' subseries ``(a + j) % period``), and
+    without jumps every step is shift-invariant (the moving averages and
+    Loess windows are defined relative to each sample), so any start works
+    and the alignment is 1.  A jumped Loess evaluates at every ``jump``-th
+    point counted from the start of the series smoothed, so the low-pass and
+    trend grids need ``a % low_pass_jump == 0`` and ``a % trend_jump == 0``;
+    the seasonal grid runs over subseries positions ``(a + j) // period``,
+    which needs ``a`` to be a multiple of ``period * seasonal_jump`` when
+    ``seasonal_jump > 1``.  Returns the least common multiple of these.
+    """
+    p = _int_param("period", period, 2)
+    sj, tj, lj = _check_jumps(seasonal_jump, trend_jump, low_pass_jump)
+    a = math.lcm(tj, lj)
+    if sj > 1:
+        a = math.lcm(a, p * sj)
+    return a
