@@ -403,9 +403,17 @@ def _after_range(mode, out, y, aux, aux_off, dout, n, nj, lo, hi):
 
 @njit(cache=True, nogil=True, parallel=True)
 def _after_parallel(mode, out, y, aux, aux_off, dout, n, nj, nt):
-    """Threaded driver of :func:`_after_range`."""
+    """Threaded :func:`_after_range`: all interpolation before any epilogue.
+
+    Mode 2 rewrites ``out`` in place, and the interpolation of one range reads
+    the grid point just past its end, so the two run as separate parallel
+    loops (a barrier in between).
+    """
+    if nj > 1:
+        for g in prange(nt):
+            _interpolate_range(out, n, nj, g * n // nt, (g + 1) * n // nt)
     for g in prange(nt):
-        _after_range(mode, out, y, aux, aux_off, dout, n, nj, g * n // nt, (g + 1) * n // nt)
+        _epilogue_block(mode, out, y, aux, aux_off, dout, g * n // nt, (g + 1) * n // nt)
 
 
 @njit(cache=True, nogil=True)
