@@ -24,6 +24,7 @@ readers.
 from __future__ import annotations
 
 import ast
+import errno
 import fcntl
 import json
 import os
@@ -275,6 +276,7 @@ class StreamWriter:
         self._fd = -1
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._spare: Path | None = None
         if resume:
             self._open_resume(num_samples, dtype, extra)
         else:
@@ -292,6 +294,27 @@ class StreamWriter:
         except BlockingIOError:
             os.close(fd)
             raise StreamError(f"{self.path}: another producer is writing this stream") from None
+
+    def _make_spare(self) -> None:
+        """Hold back some disk space (a hidden file) so that ``fail()`` can still publish
+        the failure when the disk fills up; best effort, removed by ``close()``."""
+        spare = self.sidecar.with_name(f".{self.sidecar.name}.spare")
+        try:
+            fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.posix_fallocate(fd, 0, (1 << 16) + 16 * self.layout.num_chunks)
+            finally:
+                os.close(fd)
+            self._spare = spare
+        except OSError:
+            spare.unlink(missing_ok=True)
+
+    def _drop_spare(self) -> bool:
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return False
+        spare.unlink(missing_ok=True)
+        return True
 
     def _create(
         self, n: int, dtype: str, chunk_size: int, extra: dict[str, Any], overwrite: bool
@@ -353,6 +376,7 @@ class StreamWriter:
             else:
                 os.ftruncate(fd, needed)  # sparse: space is claimed as chunks are written
             os.pwrite(fd, header, 0)
+            self._make_spare()  # after the data's reservation, which must not fail for it
         except BaseException as e:
             # Best effort: readers of the sidecar just published learn that this failed.
             self.doc["status"] = "failed"
@@ -363,6 +387,7 @@ class StreamWriter:
                 pass
             os.close(fd)
             self._fd = -1
+            self._drop_spare()
             if created:  # leave nothing behind for a stream that never started
                 for p in (path, self.sidecar):
                     p.unlink(missing_ok=True)
@@ -408,6 +433,7 @@ class StreamWriter:
         self.layout = Layout(n, info.dtype, int(doc["chunk_size"]), info.header_len)
         self.doc = doc
         if doc["status"] != "complete":
+            self._make_spare()
             doc["status"] = "running"
             doc["message"] = ""
             doc["pid"] = os.getpid()
@@ -495,7 +521,13 @@ class StreamWriter:
         self.doc["status"] = "failed"
         self.doc["message"] = message
         try:
-            self._publish(force_fsync=True)
+            try:
+                self._publish(force_fsync=True)
+            except OSError as e:
+                # Disk full: give back the spare space so that readers learn why we stopped.
+                if e.errno != errno.ENOSPC or not self._drop_spare():
+                    raise
+                self._publish(force_fsync=True)
         finally:
             self.close()
 
@@ -504,6 +536,7 @@ class StreamWriter:
         if self._fd >= 0:
             os.close(self._fd)  # releases the flock
             self._fd = -1
+        self._drop_spare()
 
 
 # --------------------------------------------------------------------------- reader
