@@ -371,10 +371,7 @@ class StreamWriter:
         try:
             self._publish(force_fsync=True)
             os.ftruncate(fd, 0)
-            if self.preallocate:
-                self._reserve(needed)
-            else:
-                os.ftruncate(fd, needed)  # sparse: space is claimed as chunks are written
+            self._reserve(needed)
             os.pwrite(fd, header, 0)
             self._make_spare()  # after the data's reservation, which must not fail for it
         except BaseException as e:
@@ -395,10 +392,11 @@ class StreamWriter:
 
     def _reserve(self, size: int) -> None:
         try:
+            if not self.preallocate:
+                os.ftruncate(self._fd, size)  # sparse: space is claimed as chunks are written
+                return
             os.posix_fallocate(self._fd, 0, size)
         except OSError as e:
-            import errno
-
             if e.errno == errno.ENOSPC:
                 raise StreamError(f"{self.path}: not enough disk space for {size} bytes") from None
             if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
