@@ -420,10 +420,15 @@ class StreamWriter:
             )
         want = {"num_samples": n, "dtype": dtype, **extra}
         for key, value in want.items():
-            if doc.get(key) != value:
+            have = doc.get(key)
+            if have != value:
+                if isinstance(have, dict) and isinstance(value, dict):
+                    # Name the generation parameter that differs (seed, seasonality, ...).
+                    key = next(k for k in {**have, **value} if have.get(k) != value.get(k))
+                    have, value = have.get(key), value.get(key)
                 raise UsageError(
                     f"cannot resume {path}: parameter '{key}' differs "
-                    f"(stream has {json.dumps(doc.get(key))}, asked for {json.dumps(value)})"
+                    f"(stream has {json.dumps(have)}, asked for {json.dumps(value)})"
                 )
         fd = os.open(path, os.O_RDWR)
         self._lock_fd(fd)
