@@ -150,7 +150,9 @@ def write_stream(
         if overwrite and params.anomalies is None and stale.is_file():
             stale.unlink()  # the replaced run's labels do not describe this data
         if params.anomalies is not None:
-            labels = _Labels(sibling(path, LABELS_SUFFIX), gen, layout.chunk_size, resume)
+            # A stream killed before its first commit may not have its labels file yet.
+            keep = resume and any(writer.committed())
+            labels = _Labels(sibling(path, LABELS_SUFFIX), gen, layout.chunk_size, keep)
             writer.write_labels_meta(labels_file=labels.path.name, num_labels=labels.total)
         t0 = time.perf_counter()
         run = _sync_chunks if sync else _async_chunks

@@ -413,8 +413,9 @@ class StreamWriter:
         if path.is_dir():
             raise UsageError(f"{path}: is a directory")
         doc = load_sidecar(self.sidecar)
-        info = read_npy_header(path)
-        if np.dtype(SUPPORTED_DTYPES[doc["dtype"]]) != info.dtype:
+        fresh = all(c is None for c in doc["chunks"])  # nothing committed yet
+        info = None if fresh else read_npy_header(path)
+        if info is not None and np.dtype(SUPPORTED_DTYPES[doc["dtype"]]) != info.dtype:
             raise FormatError(
                 f"{path}: sidecar says {doc['dtype']} but the NPY header says {info.dtype}"
             )
@@ -430,6 +431,11 @@ class StreamWriter:
                     f"cannot resume {path}: parameter '{key}' differs "
                     f"(stream has {json.dumps(have)}, asked for {json.dumps(value)})"
                 )
+        if fresh:
+            # Killed while setting up (perhaps before the data file had its header):
+            # nothing is worth keeping, so resuming is starting afresh.
+            self._create(n, dtype, int(doc["chunk_size"]), extra, overwrite=True)
+            return
         fd = os.open(path, os.O_RDWR)
         self._lock_fd(fd)
         self._fd = fd
