@@ -144,6 +144,11 @@ def run_consumer(
     if labels is not None:
         # Validate now; read at the end, when the producer has written every label.
         load_labels(labels)
+    if resume_state is None:
+        # Checkpoint "nothing done" before any output exists, so that a crash before the
+        # first publish can be resumed (the outputs would be refused without --overwrite).
+        atomic_write_json(paths.checkpoint, {**identity, "next_chunk": 0, "samples": 0,
+                                             "indices": 0, "rows": 0, "final": False})
     outputs = Outputs(
         indices=paths.indices, parquet=paths.parquet, summary=paths.summary,
         checkpoint=paths.checkpoint, scores=paths.scores, num_samples=reader.num_samples,
@@ -277,6 +282,8 @@ def _prepare_outputs(
         for key in ("next_chunk", "samples", "indices", "rows"):
             if not isinstance(state.get(key), int):
                 raise FormatError(f"{paths.checkpoint}: corrupt checkpoint (no {key})")
+        if state["next_chunk"] == 0:
+            return None  # nothing kept yet: start afresh
         if not paths.indices.exists() or not paths.parquet.exists():
             raise FormatError("outputs named in the checkpoint are missing; cannot resume")
         have = read_npy_header(paths.indices, integer=True)
