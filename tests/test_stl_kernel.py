@@ -316,3 +316,19 @@ def test_bad_radius_and_alignment_arguments() -> None:
         stl_alignment(12, 0)
     with pytest.raises(UsageError, match="period must be an integer >= 2"):
         stl_alignment(1)
+
+
+def test_serial_kernel_from_several_python_threads() -> None:
+    # The streaming consumer runs one chunk per worker thread on the serial
+    # nogil kernel: concurrent calls must not interfere.
+    from concurrent.futures import ThreadPoolExecutor
+
+    xs = [_series(30_000, p, seed=p) for p in (12, 24, 200, 12)]
+    expected = [stl_decompose(x, p, inner_iter=2)
+                for x, p in zip(xs, (12, 24, 200, 12), strict=True)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(lambda xp: stl_decompose(xp[0], xp[1], inner_iter=2),
+                            zip(xs, (12, 24, 200, 12), strict=True)))
+    for e, g in zip(expected, got, strict=True):
+        for a, b in zip(e, g, strict=True):
+            assert np.array_equal(a, b)

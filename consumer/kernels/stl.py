@@ -37,6 +37,8 @@ exactly the same floating-point operations and return identical bits.
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 
 import numba
 import numpy as np
@@ -417,13 +419,99 @@ def _after_parallel(mode, out, y, aux, aux_off, dout, n, nj, nt):
 
 
 @njit(cache=True, nogil=True)
-def _smooth(y, rw, userw, n, length, deg, jump, rng, out, nt, mode, ey, aux, aux_off, dout):
+def _end_kernel(kt, length, deg, rng):
+    """Weights of the unweighted Loess fits at the ``q`` first points, into ``kt``.
+
+    Near the ends of a series (longer than ``length``) the paper's window is
+    the first ``length`` points for every ``xs < q``, with bandwidth
+    ``h = length - 1 - xs``; the fit is linear in the data,
+    ``fit[xs] = sum_j K[j, xs] y[j]``, with ``K`` built from the tricube
+    weights and the local-linear correction (degeneracy scale ``rng``) as
+    :func:`_est` applies them.  Trick: ``K`` does not depend on the data, so it
+    is built once (the public wrapper even keeps it across calls) and reused
+    by every inner pass, and by mirror symmetry (``d -> -d`` leaves the
+    weights and the fitted value unchanged) it also serves the last ``q``
+    points.  Stored transposed, ``kt`` is ``(length, q)``, so that applying it
+    is a vectorised axpy per data point.
+    """
+    q = (length - 1) // 2
+    tile = 8  # columns built together, so that writes to ``kt`` fill cache lines
+    w = np.empty((tile, length))
+    coef = np.empty((tile, 3))
+    for x0 in range(0, q, tile):
+        nx = min(tile, q - x0)
+        for t in range(nx):
+            xs = x0 + t
+            h = length - 1 - xs
+            hf = float(h)
+            h9 = 0.999 * hf
+            h1 = 0.001 * hf
+            ih = 1.0 / hf
+            wt = w[t]
+            for j in range(length):  # branch-free: vectorised
+                r = abs(float(j - xs))
+                u = r * ih
+                v = 1.0 - u * u * u
+                wj = 1.0 if r <= h1 else v * v * v
+                wt[j] = wj if r <= h9 else 0.0
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            for j in range(length):
+                df = float(j - xs)
+                wd = wt[j] * df
+                s0 += wt[j]
+                s1 += wd
+                s2 += wd * df
+            slope = 0.0
+            a = 0.0
+            if deg > 0:
+                a = s1 / s0
+                c = s2 / s0 - a * a
+                if math.sqrt(c) > 0.001 * rng:
+                    slope = -a / c
+            coef[t, 0] = 1.0 / s0
+            coef[t, 1] = slope
+            coef[t, 2] = a
+        for t in range(nx):  # the tile's columns stay in L2 while being filled
+            xs = x0 + t
+            c0 = coef[t, 0]
+            c1 = coef[t, 1]
+            c2 = coef[t, 2]
+            wt = w[t]
+            for j in range(length):
+                kt[j, xs] = wt[j] * c0 * (1.0 + c1 * (float(j - xs) - c2))
+    return kt
+
+
+@njit(cache=True, nogil=True)
+def _apply_end_kernel(kt, y, n, out):
+    """``out[:q]`` and ``out[n - q:]`` from the end kernel of :func:`_end_kernel`."""
+    length, q = kt.shape
+    head = out[0:q]
+    tail = np.zeros(q)
+    for t in range(q):
+        head[t] = 0.0
+    for j in range(length):
+        row = kt[j]
+        a = y[j]
+        b = y[n - 1 - j]
+        for t in range(q):
+            head[t] += row[t] * a
+            tail[t] += row[t] * b
+    for t in range(q):
+        out[n - 1 - t] = tail[t]
+
+
+@njit(cache=True, nogil=True)
+def _smooth(y, rw, userw, n, length, deg, jump, rng, out, nt, mode, ey, aux, aux_off, dout,
+            kt):
     """Loess smoother of a contiguous series (low-pass step 3, trend step 6).
 
     Fast path (unit weights, no jump, window shorter than the series): the
-    interior ``q <= i < n - q`` is the FIR convolution, only the ``2 q`` end
-    points go through the general local regression.  Otherwise every (grid)
-    point is a general fit.  Either way the epilogue ``mode`` (see
+    interior ``q <= i < n - q`` is the FIR convolution and the ``2 q`` end
+    points apply the precomputed end kernel ``kt`` (:func:`_end_kernel`).
+    Otherwise every (grid) point is a general fit.  Either way the epilogue ``mode`` (see
     :func:`_epilogue_block`, with ``ey`` as ``y``) follows.
     """
     q = (length - 1) // 2
@@ -437,10 +525,7 @@ def _smooth(y, rw, userw, n, length, deg, jump, rng, out, nt, mode, ey, aux, aux
     nj = max(1, min(jump, n - 1))
     if (not userw) and nj == 1 and length < n:
         _fir(y, out, taps, q, zero + 1, q, n - q, mode, ey, aux, aux_off, dout, nt)
-        for i in range(q):
-            out[i] = _point(ya, rwa, userw, n, length, deg, i, i, rng, tab, taps, q)
-        for i in range(n - q, n):
-            out[i] = _point(ya, rwa, userw, n, length, deg, i, i, rng, tab, taps, q)
+        _apply_end_kernel(kt, y, n, out)
         _epilogue_block(mode, out, ey, aux, aux_off, dout, zero, min(q, n))
         _epilogue_block(mode, out, ey, aux, aux_off, dout, max(n - q, q), n)
         return
@@ -685,7 +770,7 @@ def _robustness_weights(y, season, trend, rw):
 
 @njit(cache=True, nogil=True)
 def _stl_kernel(y, period, ns, ntr, nl, isdeg, itdeg, ildeg, nsjump, ntjump, nljump, ni, no,
-                nt, offset, total, season, trend, resid, c, ds, rw):
+                nt, offset, total, season, trend, resid, c, ds, rw, klp, ktr):
     """The STL procedure of the paper (inner loop ``ni`` times, outer ``no``).
 
     Inner loop (section 2 of the paper): 1 detrend, 2 cycle-subseries
@@ -696,13 +781,16 @@ def _stl_kernel(y, period, ns, ntr, nl, isdeg, itdeg, ildeg, nsjump, ntjump, nlj
 
     Buffers (all preallocated by the caller): ``season``, ``trend``, ``resid``
     (results, ``n``), ``c`` (``n + 2 period``), ``ds`` (``n``), ``rw`` (``n``, or
-    1 when no outer iteration runs).  ``resid`` doubles as the detrended series
-    of step 1 and the moving-average output of step 3 until the last pass
-    writes the remainder into it; steps 1, 4 and 5 are fused into the passes
-    of the smoothers (see :func:`_epilogue_block`).  ``nt > 1`` picks the
-    threaded drivers; the block partition (hence every floating-point
-    operation) is the same either way.  ``offset`` and ``total`` only set the
-    degeneracy scale of the local-linear fits (the whole-series length).
+    1 when no outer iteration runs); ``klp`` and ``ktr`` are the end kernels
+    (:func:`_end_kernel`) of the low-pass and trend smoothers, used by their
+    FIR fast path (unused, any shape, when that path cannot apply).
+    ``resid`` doubles as the detrended series of step 1 and the moving-average
+    output of step 3 until the last pass writes the remainder into it; steps
+    1, 4 and 5 are fused into the passes of the smoothers (see
+    :func:`_epilogue_block`).  ``nt > 1`` picks the threaded drivers; the block
+    partition (hence every floating-point operation) is the same either way.
+    ``offset`` and ``total`` only set the degeneracy scale of the local-linear
+    fits (the whole-series length).
     """
     n = y.shape[0]
     zero = 0 * n  # runtime constants: literals would add specialisations
@@ -725,11 +813,11 @@ def _stl_kernel(y, period, ns, ntr, nl, isdeg, itdeg, ildeg, nsjump, ntjump, nlj
             _lowpass_ma(c, resid, period, n, nt)
             # 3, 4, 5: low-pass Loess; season = c - low-pass; ds = y - season
             _smooth(resid, rw, unweighted, n, nl, ildeg, nljump, rng, season, nt, zero + 2, y,
-                    c, zero + period, ds)
+                    c, zero + period, ds, klp)
             # 6: trend; then step 1 of the next pass, or the remainder
             last = k == no and it == ni - 1
             _smooth(ds, rw, userw, n, ntr, itdeg, ntjump, rng, trend, nt,
-                    zero + (3 if last else 1), y, season, zero, resid)
+                    zero + (3 if last else 1), y, season, zero, resid, ktr)
         if k < no:
             _robustness_weights(y, season, trend, rw)
             userw = not unweighted
@@ -738,6 +826,33 @@ def _stl_kernel(y, period, ns, ntr, nl, isdeg, itdeg, ildeg, nsjump, ntjump, nlj
 # --------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------
+
+
+# End kernels (:func:`_end_kernel`) depend on (length, degree, degeneracy scale)
+# only: keep the recent ones, within a memory budget, so that a stream of
+# chunks (same parameters every time) builds them once.
+_END_KERNEL_BUDGET = 64 << 20
+_end_kernels: OrderedDict[tuple[int, int, float], np.ndarray] = OrderedDict()
+_end_kernels_lock = threading.Lock()
+_NO_KERNEL = np.zeros((1, 1))
+
+
+def _cached_end_kernel(length: int, deg: int, rng: float) -> np.ndarray:
+    key = (length, deg, rng)
+    with _end_kernels_lock:
+        kt = _end_kernels.get(key)
+        if kt is not None:
+            _end_kernels.move_to_end(key)
+            return kt
+    kt = np.empty((length, (length - 1) // 2))  # numpy memory: huge pages, cheap faults
+    _end_kernel(kt, length, deg, rng)
+    if kt.nbytes <= _END_KERNEL_BUDGET:
+        with _end_kernels_lock:
+            _end_kernels[key] = kt
+            total = sum(a.nbytes for a in _end_kernels.values())
+            while total > _END_KERNEL_BUDGET:
+                total -= _end_kernels.popitem(last=False)[1].nbytes
+    return kt
 
 
 def _is_int(v: object) -> bool:
@@ -890,9 +1005,14 @@ def stl_decompose(
     c = np.empty(n + 2 * period)
     ds = np.empty(n)
     rw = np.ones(n if no > 0 else 1)
+    rng = float(total - 1)
+    klp = (_cached_end_kernel(low_pass, degs[2], rng)
+           if jumps[2] == 1 and low_pass < n and ni > 0 else _NO_KERNEL)
+    ktr = (_cached_end_kernel(trend, degs[1], rng)
+           if jumps[1] == 1 and trend < n and ni > 0 else _NO_KERNEL)
     args = (y, period, seasonal, trend, low_pass, degs[0], degs[1], degs[2], jumps[0],
             jumps[1], jumps[2], ni, no)
-    bufs = (season, trend_out, resid, c, ds, rw)
+    bufs = (season, trend_out, resid, c, ds, rw, klp, ktr)
     if nthreads <= 1:
         _stl_kernel(*args, 1, off, total, *bufs)
     else:
