@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from consumer.detect import make_detector
+from consumer.kernels.stl import stl_decompose
 
 __all__ = ["detect", "stl_decompose", "verify"]
 
@@ -39,10 +40,3 @@ def verify(file: str) -> list[int]:
 
     with StreamReader(file) as r:
         return r.verify()
-
-
-def stl_decompose(*args: Any, **kwargs: Any):
-    """STL decomposition (see ``consumer.kernels.stl.stl_decompose``)."""
-    from consumer.kernels.stl import stl_decompose as _stl
-
-    return _stl(*args, **kwargs)

@@ -118,17 +118,11 @@ def make_detector(
     type: str, params: Any, num_samples: int, context: dict[str, Any] | None = None
 ) -> Detector:
     """Build a validated detector; ``context`` carries stream metadata (e.g. generation)."""
-    _load_optional()
     if type not in DETECTORS:
         raise UsageError(f"--type: unknown detector '{type}' (choose from {', '.join(DETECTORS)})")
     obj = parse_json_object("--params", params)
     return DETECTORS[type](obj, num_samples, context or {})
 
 
-def _load_optional() -> None:
-    # The STL detector lives in its own module; importing it registers it.
-    try:
-        import consumer.stl_detector  # noqa: F401
-    except ModuleNotFoundError as e:
-        if e.name != "consumer.stl_detector":
-            raise
+# Detectors in their own modules register themselves on import.
+import consumer.stl_detector  # noqa: E402, F401
