@@ -25,13 +25,27 @@ tricube taps (the two end taps are 0 because the paper's weights vanish for
 ``|j - i| > 0.999 h``), for degree 0 and 1 alike.  All interior points are thus
 computed as a convolution (blocked, vectorised by LLVM, symmetric pairs
 ``x[i-d] + x[i+d]`` share one multiply); the general weighted local regression
-runs only near the ends of each series, for jumped evaluation grids, and when
-robustness weights are in use.  The cycle-subseries smoothing is the same
+runs only for jumped evaluation grids, when robustness weights are in use, and
+for the ends of the cycle-subseries.  The ``q`` first and last points of the
+low-pass and trend smoothers are linear in the data too, with weights that do
+not depend on it: they are built once ("end kernels") and applied as a small
+matrix product in every pass.  The cycle-subseries smoothing is the same
 convolution on the flat series with stride ``period``: its interior is the
 contiguous flat range ``[q_s * period, n - q_s * period)``.  The three moving
 averages of the low-pass filter use running sums (O(1) per sample), restarted
-at fixed block boundaries so that the serial and the threaded kernels perform
-exactly the same floating-point operations and return identical bits.
+at fixed block boundaries.  The element-wise steps (detrend, ``S = C - L``,
+deseasonalise, remainder) ride on the smoothers' blocks, so one inner pass
+costs four sweeps over memory.
+
+Threads.  The serial kernel is ``nogil`` and safe to run on several Python
+threads at once (one series each).  The threaded kernel splits every sweep in
+a fixed partition of blocks (a function of the series length, never of the
+number of threads) with numba ``prange``, so it performs exactly the same
+floating-point operations and returns the same bits as the serial one.
+
+Chunked use.  :func:`stl_radius` and :func:`stl_alignment` say which samples
+of a window ``x[a:b]`` equal the whole-series decomposition (non-robust STL),
+so that a long stream can be decomposed chunk by chunk with a halo.
 """
 
 from __future__ import annotations
@@ -63,7 +77,7 @@ _MA_BLOCK = 16384
 
 @njit(cache=True, nogil=True)
 def _tricube(r, h):
-    """Tricube neighbourhood weight of the paper, section 2 (Loess).
+    """Tricube neighbourhood weight of the paper's Loess.
 
     ``W(u) = (1 - u^3)^3`` with ``u = r / h``; as in the paper's reference code
     a distance ``r <= 0.001 h`` gets weight exactly 1 and ``r > 0.999 h`` weight
@@ -222,10 +236,10 @@ def _interpolate_tail(y, rw, userw, n, length, deg, nj, rng, tab, taps, q, out):
 def _interpolate_range(out, n, nj, lo, hi):
     """Linear interpolation between consecutive grid points ``g, g + nj``.
 
-    Section 3.3 of the paper (the jumps): fills the non-grid points ``j`` with
-    ``lo <= j < hi`` whose right grid point ``g + nj`` exists
-    (``g + nj <= n - 1``); the tail after the last grid point is handled by
-    :func:`_interpolate_tail`.
+    The paper's jumps (fit every ``nj``-th point, interpolate in between):
+    fills the non-grid points ``j`` with ``lo <= j < hi`` whose right grid
+    point ``g + nj`` exists (``g + nj <= n - 1``); the tail after the last grid
+    point is handled by :func:`_interpolate_tail`.
     """
     g = (lo // nj) * nj
     while g < hi and g + nj <= n - 1:
@@ -525,7 +539,13 @@ def _smooth(y, rw, userw, n, length, deg, jump, rng, out, nt, mode, ey, aux, aux
     nj = max(1, min(jump, n - 1))
     if (not userw) and nj == 1 and length < n:
         _fir(y, out, taps, q, zero + 1, q, n - q, mode, ey, aux, aux_off, dout, nt)
-        _apply_end_kernel(kt, y, n, out)
+        if kt.shape[0] == length:
+            _apply_end_kernel(kt, y, n, out)
+        else:
+            for i in range(q):
+                out[i] = _point(ya, rwa, userw, n, length, deg, i, i, rng, tab, taps, q)
+            for i in range(n - q, n):
+                out[i] = _point(ya, rwa, userw, n, length, deg, i, i, rng, tab, taps, q)
         _epilogue_block(mode, out, ey, aux, aux_off, dout, zero, min(q, n))
         _epilogue_block(mode, out, ey, aux, aux_off, dout, max(n - q, q), n)
         return
@@ -773,11 +793,12 @@ def _stl_kernel(y, period, ns, ntr, nl, isdeg, itdeg, ildeg, nsjump, ntjump, nlj
                 nt, offset, total, season, trend, resid, c, ds, rw, klp, ktr):
     """The STL procedure of the paper (inner loop ``ni`` times, outer ``no``).
 
-    Inner loop (section 2 of the paper): 1 detrend, 2 cycle-subseries
-    smoothing with one-period extension at both ends, 3 low-pass filter of the
-    smoothed subseries (moving averages of length ``period``, ``period``, 3,
-    then Loess ``nl``), 4 ``S = C - L``, 5 deseasonalise, 6 trend Loess ``nt``.
-    Outer loop: robustness weights from the remainder, used by steps 2 and 6.
+    The paper's inner loop: 1 detrend, 2 cycle-subseries smoothing with
+    one-period extension at both ends, 3 low-pass filter of the smoothed
+    subseries (moving averages of length ``period``, ``period``, 3,
+    then Loess ``nl``), 4 ``S = C - L``, 5 deseasonalise, 6 trend Loess
+    ``ntr``.  Outer loop: robustness weights from the remainder, used by steps
+    2 and 6.  ``nt`` is the number of threads (1: serial drivers only).
 
     Buffers (all preallocated by the caller): ``season``, ``trend``, ``resid``
     (results, ``n``), ``c`` (``n + 2 period``), ``ds`` (``n``), ``rw`` (``n``, or
@@ -787,8 +808,8 @@ def _stl_kernel(y, period, ns, ntr, nl, isdeg, itdeg, ildeg, nsjump, ntjump, nlj
     ``resid`` doubles as the detrended series of step 1 and the moving-average
     output of step 3 until the last pass writes the remainder into it; steps
     1, 4 and 5 are fused into the passes of the smoothers (see
-    :func:`_epilogue_block`).  ``nt > 1`` picks the threaded drivers; the block
-    partition (hence every floating-point operation) is the same either way.
+    :func:`_epilogue_block`).  The block partition (hence every floating-point
+    operation) is the same for every ``nt``.
     ``offset`` and ``total`` only set the degeneracy scale of the local-linear
     fits (the whole-series length).
     """
