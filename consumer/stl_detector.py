@@ -40,6 +40,7 @@ from shared.params import take
 
 MAD_TO_SIGMA = 1.4826
 PERIOD_PREFIX = 1 << 17  # samples used to estimate a missing period
+SEGMENT = 1 << 18  # samples per decomposition (bounds per-thread memory)
 
 
 @njit(cache=True, nogil=True)
@@ -244,23 +245,18 @@ class StlDetector(Detector):
         d = np.empty(n if dense else 0, np.float32)
         kw = self._stl_kwargs(p)
         lo, hi = self._blocks(start, stop)
-        if p["robust"]:
-            # One decomposition per MAD block: the robustness median is then that of a
-            # fixed, index-aligned window (see the module docstring).
-            resid = np.empty(hi - lo)
-            for b0 in range(lo, hi, p["block"]):
-                b1 = min(hi, b0 + p["block"])
-                ws, we = self._window(b0, b1)
-                seg = _fill_nonfinite(x[ws - data_start : we - data_start], p["period"])
-                _, _, r = stl_decompose(seg, **kw, threads=1, offset=ws,
-                                        total_length=self.num_samples)
-                resid[b0 - lo : b1 - lo] = r[b0 - ws : b1 - ws]
-        else:
-            ws, we = self._window(lo, hi)
+        resid = np.empty(hi - lo)
+        # Robust: one decomposition per MAD block, so the robustness median is that of a
+        # fixed, index-aligned window.  Otherwise: segments of whole blocks, small enough
+        # to bound each worker's memory (any segmentation gives the same residuals).
+        step = p["block"] if p["robust"] else max(p["block"], SEGMENT // p["block"] * p["block"])
+        for b0 in range(lo, hi, step):
+            b1 = min(hi, b0 + step)
+            ws, we = self._window(b0, b1)
             seg = _fill_nonfinite(x[ws - data_start : we - data_start], p["period"])
             _, _, r = stl_decompose(seg, **kw, threads=1, offset=ws,
                                     total_length=self.num_samples)
-            resid = r[lo - ws : hi - ws]
+            resid[b0 - lo : b1 - lo] = r[b0 - ws : b1 - ws]
         k = _flag_blocks(x[lo - data_start : hi - data_start], resid, lo, start, stop,
                          p["block"], p["threshold"], idx, sc, d)
         return idx[:k].copy(), sc[:k].copy(), (d if dense else None)
