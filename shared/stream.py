@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast
 import errno
 import fcntl
+import glob
 import json
 import os
 import shutil
@@ -295,6 +296,11 @@ class StreamWriter:
             os.close(fd)
             raise StreamError(f"{self.path}: another producer is writing this stream") from None
 
+    def _remove_stale_temps(self) -> None:
+        """Temporary sidecars left by a killed writer (we hold the lock: none is in use)."""
+        for tmp in self.sidecar.parent.glob(f".{glob.escape(self.sidecar.name)}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
     def _make_spare(self) -> None:
         """Hold back some disk space (a hidden file) so that ``fail()`` can still publish
         the failure when the disk fills up; best effort, removed by ``close()``."""
@@ -348,6 +354,7 @@ class StreamWriter:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         self._lock_fd(fd)
         self._fd = fd
+        self._remove_stale_temps()
         # Publish the new sidecar (no chunk committed) before the data file gets a valid
         # header: a reader must never find a readable data file without its sidecar (it
         # would pass for a finished plain NPY file) or beside a previous run's sidecar.
@@ -439,6 +446,7 @@ class StreamWriter:
         fd = os.open(path, os.O_RDWR)
         self._lock_fd(fd)
         self._fd = fd
+        self._remove_stale_temps()
         self.layout = Layout(n, info.dtype, int(doc["chunk_size"]), info.header_len)
         self.doc = doc
         if doc["status"] != "complete":
