@@ -39,7 +39,7 @@ from shared.errors import UsageError
 from shared.params import take
 
 MAD_TO_SIGMA = 1.4826
-PERIOD_PREFIX = 1 << 17  # samples used to estimate a missing period
+PERIOD_PREFIX = 1 << 20  # samples used to estimate a missing period
 SEGMENT = 1 << 18  # samples per decomposition (bounds per-thread memory)
 
 
@@ -116,16 +116,34 @@ def estimate_period(x: np.ndarray, max_period: int | None = None) -> int | None:
     acf = np.fft.irfft(f * np.conj(f), size)[:n]
     if acf[0] <= 0:
         return None
+    acf = acf / np.arange(n, 0, -1)  # unbiased: lag k sums n - k products
     acf = acf / acf[0]
-    limit = min(n // 3, max_period or n)
+    limit = min(n // 4, max_period or n)
     below = np.nonzero(acf[1:limit] < 0)[0]
     if len(below) == 0:
         return None
     first = int(below[0]) + 1
-    lag = first + int(np.argmax(acf[first:limit]))
-    if lag < 2 or acf[lag] < 0.3:
+    if first >= limit - 1:
         return None
-    return lag
+    best = float(acf[first:limit].max())
+    if best < 0.3:
+        return None
+    # The highest point of the first hump above half the best peak: a multiple of the
+    # period can score as high as the period itself, so the global maximum will not do.
+    high = acf[first:limit] >= 0.5 * best
+    a = int(np.argmax(high))
+    b = a + (int(np.argmin(high[a:])) if not high[a:].all() else len(high) - a)
+    lag = first + a + int(np.argmax(acf[first + a : first + b]))
+    # Refine on the multiples of the candidate: near a flat peak, noise decides
+    # between neighbouring lags, but at m * period the neighbours are far apart.
+    def score(p: int) -> float:
+        lags = np.arange(p, limit, p)
+        return float(acf[lags].mean()) if len(lags) else -1.0
+
+    spread = max(2, lag // 50)
+    candidates = list(range(max(2, lag - spread), lag + spread + 1))
+    lag = max(candidates, key=score)
+    return lag if lag >= 2 else None
 
 
 @register
@@ -160,20 +178,16 @@ class StlDetector(Detector):
             p["outer_iter"] = 15 if p["robust"] else 0
         if not p["robust"]:
             p["outer_iter"] = 0
-        trend, low_pass = stl_default_lengths(p["period"], p["seasonal"], p["trend"],
-                                              p["low_pass"])
-        p["trend"], p["low_pass"] = trend, low_pass
-        kw = self._stl_kwargs(p)
-        # Validate with the kernel's own checks (even windows, period < 2, ...).
-        probe = np.zeros(max(2 * p["period"] + 1, 3 * max(trend, low_pass)))
-        stl_decompose(probe, **kw)
         if num_samples < 2 * p["period"]:
             raise UsageError(
                 f"--params: the series ({num_samples} samples) must span at least two periods "
                 f"({2 * p['period']} samples)"
             )
-        self.radius = stl_radius(p["period"], p["seasonal"], trend, low_pass, 1, 1, 1,
+        # stl_radius validates the smoother lengths as stl_decompose does (odd, > period...).
+        self.radius = stl_radius(p["period"], p["seasonal"], p["trend"], p["low_pass"], 1, 1, 1,
                                  p["inner_iter"]) + 2 * p["period"]
+        p["trend"], p["low_pass"] = stl_default_lengths(p["period"], p["seasonal"], p["trend"],
+                                                        p["low_pass"])
         self.align = stl_alignment(p["period"], 1, 1, 1)
         self.tolerance = 0
         super().__init__(p, num_samples, context)
