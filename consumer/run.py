@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from consumer.detect import ChunkResult, Detector, make_detector
-from consumer.sink import Outputs, label_figures
+from consumer.sink import INDEX_HEADER_LEN, Outputs, label_figures
 from consumer.tail import Tail
 from shared.errors import FormatError, ProducerFailed, StopRequest, StreamError, UsageError
-from shared.stream import StreamReader, atomic_write_json, read_npy_header, sibling
+from shared.stream import StreamReader, atomic_write_json, sibling
 
 CHECKPOINT_VERSION = 1
 
@@ -286,8 +286,13 @@ def _prepare_outputs(
             return None  # nothing kept yet: start afresh
         if not paths.indices.exists() or not paths.parquet.exists():
             raise FormatError("outputs named in the checkpoint are missing; cannot resume")
-        have = read_npy_header(paths.indices, integer=True)
-        if have.num_samples < state["indices"]:
+        # Its header may lag behind its data (indices appended since the last publish, cut
+        # off on resume): check the bytes present, not the count in the header.
+        with open(paths.indices, "rb") as fh:
+            magic = fh.read(6)
+        if magic != b"\x93NUMPY":
+            raise FormatError(f"{paths.indices}: not an NPY file (bad magic)")
+        if paths.indices.stat().st_size < INDEX_HEADER_LEN + 8 * state["indices"]:
             raise FormatError(f"{paths.indices}: shorter than the checkpoint")
         return state
     if not overwrite:
