@@ -32,20 +32,25 @@ not depend on it: they are built once ("end kernels") and applied as a small
 matrix product in every pass.  The cycle-subseries smoothing is the same
 convolution on the flat series with stride ``period``: its interior is the
 contiguous flat range ``[q_s * period, n - q_s * period)``.  The three moving
-averages of the low-pass filter use running sums (O(1) per sample), restarted
-at fixed block boundaries.  The element-wise steps (detrend, ``S = C - L``,
-deseasonalise, remainder) ride on the smoothers' blocks, so one inner pass
-costs four sweeps over memory.
+averages of the low-pass filter are O(1) per sample, with running sums
+anchored at absolute positions (:func:`_window_sum`).  The element-wise
+steps (detrend, ``S = C - L``, deseasonalise, remainder) ride on the
+smoothers' blocks, so one inner pass costs four sweeps over memory.
 
-Threads.  The serial kernel is ``nogil`` and safe to run on several Python
-threads at once (one series each).  The threaded kernel splits every sweep in
-a fixed partition of blocks (a function of the series length, never of the
-number of threads) with numba ``prange``, so it performs exactly the same
-floating-point operations and returns the same bits as the serial one.
+Canonical arithmetic.  Every output sample is a fixed expression of the data
+in its dependency window: the convolutions sum their taps in a fixed order,
+the moving averages restart their sums at absolute positions, and nothing
+depends on block boundaries or on where the computation started.  Hence:
 
-Chunked use.  :func:`stl_radius` and :func:`stl_alignment` say which samples
-of a window ``x[a:b]`` equal the whole-series decomposition (non-robust STL),
-so that a long stream can be decomposed chunk by chunk with a halo.
+* chunked use: :func:`stl_radius` and :func:`stl_alignment` say which samples
+  of a window ``x[a:b]`` equal, bit for bit, the whole-series decomposition
+  (non-robust STL), so that a long stream can be decomposed chunk by chunk
+  with a halo and give exactly the result of one whole-series call;
+* threads: the serial kernel is ``nogil`` and safe to run on several Python
+  threads at once (one series each).  For one long non-robust series,
+  ``threads=k`` decomposes ``k`` haloed windows on ``k`` Python threads (one
+  fork/join per call); robust or short series use the ``prange`` twins of the
+  block drivers.  Both return the serial kernel's bits.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -658,70 +664,117 @@ def _cycle_subseries(d, rw, userw, n, period, ns, deg, jump, c, nt, offset, tota
 
 
 @njit(cache=True, nogil=True)
-def _running_sum(x, x0, out, count, length):
+def _window_sum(x, x0, out, count, length, phase, pre, suf):
     """``out[k] = sum(x[x0 + k : x0 + k + length])`` for ``0 <= k < count``.
 
-    The paper's moving averages are running sums, O(1) per output.  Trick: the
-    range is split in four lanes with their own sums, updated in the same loop,
-    so the four add chains overlap instead of running at one add latency per
-    sample.
+    The paper's moving averages, O(1) per output and canonical.  Trick (the
+    van Herk / Gil-Werman decomposition, applied to sums): cut the axis into
+    lanes of ``length`` samples at the absolute positions where
+    ``(phase + s) % length == 0`` (``s`` counted from ``x0``).  A window is
+    either one whole lane or straddles exactly one cut ``B``; it is then the
+    sum of its lane from ``B - 1`` down to ``k`` (``suf``) plus the sum of the
+    next lane from ``B`` up to ``k + length - 1`` (``pre``).  Both are running
+    sums restarted at the cuts, without subtraction (no cancellation), and
+    every output is a fixed expression of the data of its own window: it does
+    not depend on where the computation started (block, thread, chunk of a
+    stream), so chunked decompositions equal the whole-series one bit for bit.
+    Four lanes are scanned together so that their add chains overlap.
+    ``pre`` and ``suf`` are scratch of at least ``count + length - 1``.
     """
-    if count < 64:
-        s = 0.0
-        for u in range(length):
-            s += x[x0 + u]
-        out[0] = s
-        for k in range(1, count):
-            s += x[x0 + k + length - 1] - x[x0 + k - 1]
-            out[k] = s
-        return
-    seg = count // 4
-    k1 = seg
-    k2 = 2 * seg
-    k3 = 3 * seg
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    for u in range(length):
-        s0 += x[x0 + u]
-        s1 += x[x0 + k1 + u]
-        s2 += x[x0 + k2 + u]
-        s3 += x[x0 + k3 + u]
-    out[0] = s0
-    out[k1] = s1
-    out[k2] = s2
-    out[k3] = s3
-    a = x0 + length - 1
-    b = x0 - 1
-    for k in range(1, seg):
-        s0 += x[a + k] - x[b + k]
-        out[k] = s0
-        s1 += x[a + k1 + k] - x[b + k1 + k]
-        out[k1 + k] = s1
-        s2 += x[a + k2 + k] - x[b + k2 + k]
-        out[k2 + k] = s2
-        s3 += x[a + k3 + k] - x[b + k3 + k]
-        out[k3 + k] = s3
-    for k in range(seg, count - k3):
-        s3 += x[a + k3 + k] - x[b + k3 + k]
-        out[k3 + k] = s3
+    L = length
+    m = count + L - 1
+    f0 = (L - phase % L) % L  # first cut at or after s = 0
+    # Forward sums from each cut (the positions before the first cut are never read).
+    nf = (m - f0 + L - 1) // L if m > f0 else 0
+    i = 0
+    while i + 4 <= nf and f0 + (i + 4) * L <= m:
+        s0 = f0 + i * L
+        s1 = s0 + L
+        s2 = s1 + L
+        s3 = s2 + L
+        a0 = 0.0
+        a1 = 0.0
+        a2 = 0.0
+        a3 = 0.0
+        for u in range(L):
+            a0 += x[x0 + s0 + u]
+            pre[s0 + u] = a0
+            a1 += x[x0 + s1 + u]
+            pre[s1 + u] = a1
+            a2 += x[x0 + s2 + u]
+            pre[s2 + u] = a2
+            a3 += x[x0 + s3 + u]
+            pre[s3 + u] = a3
+        i += 4
+    while i < nf:
+        s0 = f0 + i * L
+        a0 = 0.0
+        for t in range(s0, min(s0 + L, m)):
+            a0 += x[x0 + t]
+            pre[t] = a0
+        i += 1
+    # Backward sums down from each cut, for the window starts 0..count-1; at a
+    # cut the window is a whole lane, given by ``pre`` alone: ``suf`` is 0 there.
+    a0 = 0.0
+    for t in range(f0 - 1, -1, -1):
+        a0 += x[x0 + t]
+        suf[t] = a0
+    nb = (count - f0 + L - 1) // L if count > f0 else 0
+    i = 0
+    while i + 4 <= nb:
+        s0 = f0 + i * L
+        s1 = s0 + L
+        s2 = s1 + L
+        s3 = s2 + L
+        a0 = 0.0
+        a1 = 0.0
+        a2 = 0.0
+        a3 = 0.0
+        for u in range(L - 1, 0, -1):
+            a0 += x[x0 + s0 + u]
+            suf[s0 + u] = a0
+            a1 += x[x0 + s1 + u]
+            suf[s1 + u] = a1
+            a2 += x[x0 + s2 + u]
+            suf[s2 + u] = a2
+            a3 += x[x0 + s3 + u]
+            suf[s3 + u] = a3
+        suf[s0] = 0.0
+        suf[s1] = 0.0
+        suf[s2] = 0.0
+        suf[s3] = 0.0
+        i += 4
+    while i < nb:
+        s0 = f0 + i * L
+        a0 = 0.0
+        for u in range(L - 1, 0, -1):
+            a0 += x[x0 + s0 + u]
+            suf[s0 + u] = a0
+        suf[s0] = 0.0
+        i += 1
+    ov = out[0:count]
+    sv = suf[0:count]
+    pv = pre[L - 1 : L - 1 + count]
+    for k in range(count):
+        ov[k] = sv[k] + pv[k]
 
 
 @njit(cache=True, nogil=True)
-def _lowpass_ma_block(c, m3, period, lo, hi, b1, b2):
+def _lowpass_ma_block(c, m3, period, lo, hi, b1, b2, pre, suf, phase):
     """Step 3's three moving averages (``period``, ``period``, 3) for ``m3[lo:hi]``.
 
     ``m3[t] = mean of M2[t..t+2]``, ``M2[r] = mean of M1[r..r+period-1]``,
     ``M1[s] = mean of c[s..s+period-1]`` (``c`` is the extended subseries fit,
-    ``n + 2 period`` long, so ``m3`` is aligned with the series).  Trick: fused
-    per block with its halo in small scratch buffers (``b1``, ``b2``); the
-    sums stay unscaled and one division by ``3 period^2`` per output, in a
-    vectorised loop, replaces the three divisions.
+    ``n + 2 period`` long, so ``m3`` is aligned with the series; ``c[lo]`` sits
+    at the absolute position ``phase`` modulo ``period``).  Trick: fused per
+    block with its halo in small scratch buffers (``b1``, ``b2``), canonical
+    window sums (:func:`_window_sum`); the sums stay unscaled and one division
+    by ``3 period^2`` per output, in a vectorised loop, replaces the three
+    divisions.
     """
     m = hi - lo
-    _running_sum(c, lo, b1, m + period + 1, period)
-    _running_sum(b1, 0 * lo, b2, m + 2, period)
+    _window_sum(c, lo, b1, m + period + 1, period, phase, pre, suf)
+    _window_sum(b1, 0 * lo, b2, m + 2, period, phase, pre, suf)
     scale = 3.0 * float(period) * float(period)
     ob = m3[lo:hi]
     for t in range(m):
@@ -729,31 +782,39 @@ def _lowpass_ma_block(c, m3, period, lo, hi, b1, b2):
 
 
 @njit(cache=True, nogil=True)
-def _ma_group(c, m3, period, n, blk, b0, b1_):
+def _ma_group(c, m3, period, n, blk, b0, b1_, offset):
     """Moving-average blocks ``b0 <= b < b1_`` with one scratch allocation."""
     s1 = np.empty(blk + period + 1)
     s2 = np.empty(blk + 2)
+    pre = np.empty(blk + 2 * period + 1)
+    suf = np.empty(blk + 2 * period + 1)
     for b in range(b0, b1_):
         lo = b * blk
-        _lowpass_ma_block(c, m3, period, lo, min(lo + blk, n), s1, s2)
+        _lowpass_ma_block(c, m3, period, lo, min(lo + blk, n), s1, s2, pre, suf,
+                          (offset + lo) % period)
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _ma_parallel(c, m3, period, n, blk, nt):
-    """Threaded driver of :func:`_ma_group` (same block partition as serial)."""
+def _ma_parallel(c, m3, period, n, blk, nt, offset):
+    """Threaded driver of :func:`_ma_group`."""
     nb = (n + blk - 1) // blk
     for g in prange(nt):
-        _ma_group(c, m3, period, n, blk, g * nb // nt, (g + 1) * nb // nt)
+        _ma_group(c, m3, period, n, blk, g * nb // nt, (g + 1) * nb // nt, offset)
 
 
 @njit(cache=True, nogil=True)
-def _lowpass_ma(c, m3, period, n, nt):
-    """The three moving averages of step 3 over the whole series."""
+def _lowpass_ma(c, m3, period, n, nt, offset):
+    """The three moving averages of step 3 over the whole series.
+
+    ``offset`` is the absolute position of ``c[0]`` (the window's offset in
+    the whole series), which anchors the canonical lanes of
+    :func:`_window_sum`.
+    """
     blk = max(_MA_BLOCK, 16 * period)
     if nt > 1:
-        _ma_parallel(c, m3, period, n, blk, nt)
+        _ma_parallel(c, m3, period, n, blk, nt, offset)
     else:
-        _ma_group(c, m3, period, n, blk, 0 * n, (n + blk - 1) // blk)
+        _ma_group(c, m3, period, n, blk, 0 * n, (n + blk - 1) // blk, offset)
 
 
 # --------------------------------------------------------------------------
@@ -831,7 +892,7 @@ def _stl_kernel(y, period, ns, ntr, nl, isdeg, itdeg, ildeg, nsjump, ntjump, nlj
             # 2: cycle-subseries smoothing -> c
             _cycle_subseries(d, rw, userw, n, period, ns, isdeg, nsjump, c, nt, offset, total)
             # 3: moving averages -> resid (scratch)
-            _lowpass_ma(c, resid, period, n, nt)
+            _lowpass_ma(c, resid, period, n, nt, offset)
             # 3, 4, 5: low-pass Loess; season = c - low-pass; ds = y - season
             _smooth(resid, rw, unweighted, n, nl, ildeg, nljump, rng, season, nt, zero + 2, y,
                     c, zero + period, ds, klp)
@@ -970,10 +1031,13 @@ def stl_decompose(
 
     ``threads``: 1 (default) runs the serial ``nogil`` kernel, which may be
     called from several Python threads at once (one series each).  ``k > 1``
-    runs the threaded kernel on ``min(k, numba.config.NUMBA_NUM_THREADS)``
-    threads, ``None`` on all of them; it returns the same bits as the serial
-    kernel (the work is split on a fixed block partition) but must not be
-    entered from two Python threads at the same time.
+    uses ``min(k, numba.config.NUMBA_NUM_THREADS)`` threads, ``None`` all of
+    them: a non-robust series of at least ``k * (2 R + 1)`` samples (``R`` from
+    :func:`stl_radius`) is cut into ``k`` windows with halo ``R`` that run the
+    serial kernel on Python threads; otherwise the kernel's ``prange`` drivers
+    split each sweep (that path must not be entered from two Python threads at
+    the same time: numba's threading layers are not all re-entrant).  Either
+    way the result is bit-identical to ``threads=1``.
 
     ``offset``, ``total_length``: declare ``x`` to be the window
     ``full[offset:offset + len(x)]`` of a series of ``total_length`` samples
@@ -1020,6 +1084,27 @@ def stl_decompose(
     else:
         nthreads = min(_int_param("threads", threads, 1), numba.config.NUMBA_NUM_THREADS)
 
+    cfg = (period, seasonal, trend, low_pass, degs[0], degs[1], degs[2], jumps[0], jumps[1],
+           jumps[2], ni, no)
+    if nthreads > 1 and no == 0 and ni > 0:
+        # Non-robust: split the series into one window per thread, each with
+        # the dependency radius as halo, and run the serial kernel on Python
+        # threads (nogil).  One fork/join per call, so a busy second core only
+        # slows it down in proportion; the canonical moving averages make the
+        # owned parts equal the serial result bit for bit.
+        radius = stl_radius(period, seasonal, trend, low_pass, *jumps, inner_iter=ni)
+        if n >= nthreads * (2 * radius + 1):
+            return _split_decompose(y, cfg, off, total, nthreads, radius,
+                                    stl_alignment(period, *jumps))
+    return _run_kernel(y, cfg, off, total, nthreads)
+
+
+def _run_kernel(
+    y: np.ndarray, cfg: tuple[int, ...], off: int, total: int, nthreads: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Allocate the buffers (numpy: huge pages, cheap first touch) and run the kernel."""
+    period, _, trend, low_pass, _, tdeg, ldeg, _, tjump, ljump, ni, no = cfg
+    n = y.shape[0]
     season = np.empty(n)
     trend_out = np.empty(n)
     resid = np.empty(n)
@@ -1027,23 +1112,45 @@ def stl_decompose(
     ds = np.empty(n)
     rw = np.ones(n if no > 0 else 1)
     rng = float(total - 1)
-    klp = (_cached_end_kernel(low_pass, degs[2], rng)
-           if jumps[2] == 1 and low_pass < n and ni > 0 else _NO_KERNEL)
-    ktr = (_cached_end_kernel(trend, degs[1], rng)
-           if jumps[1] == 1 and trend < n and ni > 0 else _NO_KERNEL)
-    args = (y, period, seasonal, trend, low_pass, degs[0], degs[1], degs[2], jumps[0],
-            jumps[1], jumps[2], ni, no)
+    klp = (_cached_end_kernel(low_pass, ldeg, rng)
+           if ljump == 1 and low_pass < n and ni > 0 else _NO_KERNEL)
+    ktr = (_cached_end_kernel(trend, tdeg, rng)
+           if tjump == 1 and trend < n and ni > 0 else _NO_KERNEL)
     bufs = (season, trend_out, resid, c, ds, rw, klp, ktr)
     if nthreads <= 1:
-        _stl_kernel(*args, 1, off, total, *bufs)
+        _stl_kernel(y, *cfg, 1, off, total, *bufs)
     else:
         previous = numba.get_num_threads()
         numba.set_num_threads(nthreads)
         try:
-            _stl_kernel(*args, nthreads, off, total, *bufs)
+            _stl_kernel(y, *cfg, nthreads, off, total, *bufs)
         finally:
             numba.set_num_threads(previous)
     return season, trend_out, resid
+
+
+def _split_decompose(
+    y: np.ndarray, cfg: tuple[int, ...], off: int, total: int, parts: int, radius: int,
+    align: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decompose ``parts`` windows with halo ``radius`` concurrently, keep their middles."""
+    n = y.shape[0]
+    cuts = [0] + [(i * n // parts) // align * align for i in range(1, parts)] + [n]
+    jobs = []
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        lo = max(0, a - radius) // align * align
+        jobs.append((a, b, lo, min(n, b + radius)))
+    out = (np.empty(n), np.empty(n), np.empty(n))
+
+    def work(job: tuple[int, int, int, int]) -> None:
+        a, b, lo, hi = job
+        parts_ = _run_kernel(y[lo:hi], cfg, off + lo, total, 1)
+        for o, p in zip(out, parts_, strict=True):
+            o[a:b] = p[a - lo:b - lo]
+
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        list(pool.map(work, jobs))
+    return out
 
 
 def stl_radius(
@@ -1060,9 +1167,10 @@ def stl_radius(
 
     For ``robust=False`` and windows ``x[a:b]`` of a series ``x`` of length
     ``n`` whose start ``a`` is a multiple of :func:`stl_alignment`,
-    ``stl_decompose(x[a:b], ..., offset=a, total_length=n)`` equals (to
-    rounding, ~1e-12 relative) ``stl_decompose(x, ...)`` at every sample ``i``
-    with ``a + R <= i < b - R``; on a side where the window touches the series
+    ``stl_decompose(x[a:b], ..., offset=a, total_length=n)`` equals
+    ``stl_decompose(x, ...)`` bit for bit at every sample ``i`` with
+    ``a + R <= i < b - R`` (the kernel's arithmetic is canonical, see the
+    module docstring); on a side where the window touches the series
     (``a == 0`` or ``b == n``) the condition on that side is void.  Windows
     must be longer than the smoothers (``b - a > 2 R`` ensures it).  Degrees
     do not matter.  With ``robust=True`` no finite radius exists: the
@@ -1091,10 +1199,11 @@ def stl_radius(
 
         R = inner_iter * ((q_s + j_s - 1) * p + (q_l + j_l - 2) + (q_t + j_t - 2)) + p
 
-    (0 when ``inner_iter == 0``).  The one-pass bound is attained exactly (the
-    tests show that a smaller radius differs); later passes reach their full
-    depth only through products of small end taps, so their measured reach is
-    a little shorter.
+    (0 when ``inner_iter == 0``).  The bound is attained (a sample at depth
+    ``R`` does change when the halo is one sample shorter) for one pass and,
+    depending on the data, for two; deeper reaches go through products of tiny
+    end taps that may round away, so the measured reach can be a little
+    shorter.
     """
     period, seasonal, trend, low_pass = _check_lengths(period, seasonal, trend, low_pass)
     sj, tj, lj = _check_jumps(seasonal_jump, trend_jump, low_pass_jump)
