@@ -23,6 +23,7 @@ changes every file's bytes.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 from numba import njit
@@ -142,17 +143,18 @@ class BlockGenerator:
 
     # -- samples -----------------------------------------------------------------------
 
-    def fill(self, start: int, stop: int, out: np.ndarray, scratch: np.ndarray | None = None):
-        """Write samples [start, stop) into ``out``; return their absolute anomaly indices.
+    def blocks(
+        self, start: int, stop: int, out: np.ndarray, scratch: np.ndarray, reuse: bool = False
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Generate [start, stop) block by block: yield (first index, values, anomaly indices).
 
-        ``start`` must be a multiple of ``BLOCK_SIZE``; ``scratch`` is an optional
-        reusable float64 buffer of ``BLOCK_SIZE`` for the unit draws.
+        With ``reuse`` every block is written to the front of ``out`` (one block
+        long), so a caller can checksum and write it while it is still in cache;
+        otherwise block values land at their place in ``out`` (``stop - start`` long).
+        ``start`` must be a multiple of ``BLOCK_SIZE``.
         """
         if start % BLOCK_SIZE:
             raise ValueError("start must be block-aligned")
-        if scratch is None:
-            scratch = np.empty(BLOCK_SIZE, np.float64)
-        labels = []
         normal = self.params.distribution.type == "normal"
         for first in range(start, stop, BLOCK_SIZE):
             b = first // BLOCK_SIZE
@@ -167,12 +169,22 @@ class BlockGenerator:
             if n < BLOCK_SIZE:
                 keep = pos < n
                 pos, spike = pos[keep], spike[keep]
+            view = out[:n] if reuse else out[first - start : first - start + n]
             _fill_block(
-                u, out[first - start : first - start + n], first, self.loc, self.scale,
-                self.table, self.period, self.amplitude, self.phase, self.slope, pos, spike,
+                u, view, first, self.loc, self.scale, self.table, self.period,
+                self.amplitude, self.phase, self.slope, pos, spike,
             )
-            if len(pos):
-                labels.append(pos + first)
+            yield first, view, pos + first
+
+    def fill(self, start: int, stop: int, out: np.ndarray, scratch: np.ndarray | None = None):
+        """Write samples [start, stop) into ``out``; return their absolute anomaly indices.
+
+        ``start`` must be a multiple of ``BLOCK_SIZE``; ``scratch`` is an optional
+        reusable float64 buffer of ``BLOCK_SIZE`` for the unit draws.
+        """
+        if scratch is None:
+            scratch = np.empty(BLOCK_SIZE, np.float64)
+        labels = [pos for _, _, pos in self.blocks(start, stop, out, scratch) if len(pos)]
         return np.concatenate(labels) if labels else np.empty(0, np.int64)
 
 

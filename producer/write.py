@@ -1,14 +1,19 @@
 """Multithreaded chunk writers: any-order (SSD) and strictly in-order ``--sync`` (HDD).
 
-Workers generate whole chunks into reusable per-worker buffers (numpy's fills,
-the numba kernel, ``zlib.crc32`` and ``os.pwrite`` all release the GIL), so
-memory is ``O(threads x chunk_size)`` whatever N.  Writes go through ``pwrite``
-rather than a memory map: pages written through a map stay in the writer's RSS.
+numpy's fills, the numba kernel, ``zlib.crc32`` and ``os.pwrite`` all release
+the GIL, so workers run in parallel.  Writes go through ``pwrite`` rather than a
+memory map: pages written through a map stay in the writer's RSS.
 
-* async: each worker writes and commits its own chunk as soon as it is ready;
-* sync: workers fill a bounded pool of ``threads + lookahead`` buffers and one
-  writer thread writes them strictly in chunk order (sequential I/O), while the
-  next chunks are generated in parallel.
+* async: each worker generates its chunk one 64K-sample RNG block at a time
+  into a block-sized buffer, updates the chunk's CRC-32 and writes the block
+  while it is still in cache, then commits the chunk: memory is
+  ``O(threads x block)``;
+* sync: workers fill a bounded pool of ``threads + lookahead`` chunk buffers
+  (CRC-32 accumulated per block) and one writer thread writes them strictly in
+  chunk order (sequential I/O) while the next chunks are generated in parallel:
+  memory is ``O((threads + lookahead) x chunk_size)``.
+
+Either way memory does not depend on N.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import queue
 import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +34,6 @@ from shared.errors import FormatError, StopRequest, StreamError, UsageError
 from shared.params import GenerationParams
 from shared.stream import (
     StreamWriter,
-    crc32,
     npy_header,
     read_npy_header,
     sibling,
@@ -186,12 +191,32 @@ def write_stream(
 
 
 def _generate_chunk(gen, layout, labels, chunk, buf, scratch) -> tuple[np.ndarray, int]:
+    """Fill ``buf`` with a chunk (CRC-32 accumulated per block while it is in cache)."""
     a, b = layout.bounds(chunk)
-    view = buf[: b - a]
-    idx = gen.fill(a, b, view, scratch)
+    checksum = 0
+    found = []
+    for _, view, pos in gen.blocks(a, b, buf, scratch):
+        checksum = zlib.crc32(view, checksum)
+        if len(pos):
+            found.append(pos)
     if labels is not None:
-        labels.write(chunk, idx)
-    return view, crc32(view)
+        labels.write(chunk, np.concatenate(found) if found else np.empty(0, np.int64))
+    return buf[: b - a], checksum
+
+
+def _stream_chunk(writer, gen, labels, chunk, block_buf, scratch) -> int:
+    """Generate, checksum and write a chunk one cache-resident block at a time."""
+    a, b = writer.layout.bounds(chunk)
+    checksum = 0
+    found = []
+    for first, view, pos in gen.blocks(a, b, block_buf, scratch, reuse=True):
+        checksum = zlib.crc32(view, checksum)
+        writer.write_at(first, view)
+        if len(pos):
+            found.append(pos)
+    if labels is not None:
+        labels.write(chunk, np.concatenate(found) if found else np.empty(0, np.int64))
+    return checksum
 
 
 class _Failure:
@@ -239,19 +264,20 @@ def _async_chunks(writer, gen, labels, todo, threads, lookahead, stop, fsync, on
     failure = _Failure(threading.Event())
 
     def worker() -> None:
-        buf = np.empty(layout.chunk_size, layout.dtype)
+        block_buf = np.empty(BLOCK_SIZE, layout.dtype)
         scratch = np.empty(BLOCK_SIZE, np.float64)
         while not stop.is_set() and not failure.stop.is_set():
             with order_lock:
                 chunk = next(order, None)
             if chunk is None:
                 return
-            view, checksum = _generate_chunk(gen, layout, labels, chunk, buf, scratch)
+            checksum = _stream_chunk(writer, gen, labels, chunk, block_buf, scratch)
             if fsync and labels is not None:
                 labels.sync()
-            writer.write_chunk(chunk, view, checksum)
+            writer.commit(chunk, checksum)
             if on_progress:
-                on_progress(len(view))
+                a, b = layout.bounds(chunk)
+                on_progress(b - a)
 
     _run_threads([worker] * threads, failure)
 

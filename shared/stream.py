@@ -496,13 +496,19 @@ class StreamWriter:
         start, stop = self.layout.bounds(chunk)
         if data.dtype != self.layout.dtype or data.shape != (stop - start,):
             raise ValueError(f"chunk {chunk}: expected {stop - start} x {self.layout.dtype}")
-        if checksum is None:
-            checksum = crc32(data)
+        self.write_at(start, data)
+        self.commit(chunk, crc32(data) if checksum is None else checksum)
+
+    def write_at(self, sample: int, data: np.ndarray) -> None:
+        """Write samples at ``sample`` (part of a chunk; not visible until ``commit``)."""
         view = memoryview(data).cast("B")
-        offset = self.layout.offset(start)
+        offset = self.layout.offset(sample)
         done = 0
         while done < len(view):
             done += os.pwrite(self._fd, view[done:], offset + done)
+
+    def commit(self, chunk: int, checksum: int) -> None:
+        """Mark ``chunk`` committed: every byte of it must already be written."""
         if self.fsync:
             os.fdatasync(self._fd)
         with self._lock:
