@@ -679,84 +679,100 @@ def _window_sum(x, x0, out, count, length, phase, pre, suf):
     not depend on where the computation started (block, thread, chunk of a
     stream), so chunked decompositions equal the whole-series one bit for bit.
     Four lanes are scanned together so that their add chains overlap.
-    ``pre`` and ``suf`` are scratch of at least ``count + length - 1``.
+    ``pre`` is scratch of at least ``count + length - 1`` (``suf`` is unused).
     """
     L = length
     m = count + L - 1
     f0 = (L - phase % L) % L  # first cut at or after s = 0
-    # Forward sums from each cut (the positions before the first cut are never read).
+    # Forward sums from each cut (the positions before the first cut are never
+    # read).  Views keep the indices non-negative for LLVM.
+    xv = x[x0 : x0 + m]
     nf = (m - f0 + L - 1) // L if m > f0 else 0
     i = 0
     while i + 4 <= nf and f0 + (i + 4) * L <= m:
         s0 = f0 + i * L
-        s1 = s0 + L
-        s2 = s1 + L
-        s3 = s2 + L
+        x_0 = xv[s0 : s0 + L]
+        x_1 = xv[s0 + L : s0 + 2 * L]
+        x_2 = xv[s0 + 2 * L : s0 + 3 * L]
+        x_3 = xv[s0 + 3 * L : s0 + 4 * L]
+        p_0 = pre[s0 : s0 + L]
+        p_1 = pre[s0 + L : s0 + 2 * L]
+        p_2 = pre[s0 + 2 * L : s0 + 3 * L]
+        p_3 = pre[s0 + 3 * L : s0 + 4 * L]
         a0 = 0.0
         a1 = 0.0
         a2 = 0.0
         a3 = 0.0
         for u in range(L):
-            a0 += x[x0 + s0 + u]
-            pre[s0 + u] = a0
-            a1 += x[x0 + s1 + u]
-            pre[s1 + u] = a1
-            a2 += x[x0 + s2 + u]
-            pre[s2 + u] = a2
-            a3 += x[x0 + s3 + u]
-            pre[s3 + u] = a3
+            a0 += x_0[u]
+            p_0[u] = a0
+            a1 += x_1[u]
+            p_1[u] = a1
+            a2 += x_2[u]
+            p_2[u] = a2
+            a3 += x_3[u]
+            p_3[u] = a3
         i += 4
     while i < nf:
         s0 = f0 + i * L
         a0 = 0.0
         for t in range(s0, min(s0 + L, m)):
-            a0 += x[x0 + t]
+            a0 += xv[t]
             pre[t] = a0
         i += 1
-    # Backward sums down from each cut, for the window starts 0..count-1; at a
-    # cut the window is a whole lane, given by ``pre`` alone: ``suf`` is 0 there.
+    # Backward sums down from each cut give the window starts 0..count-1,
+    # added to the forward sum of the next lane as they go; a window starting
+    # at a cut is a whole lane, the forward sum alone.
     a0 = 0.0
     for t in range(f0 - 1, -1, -1):
-        a0 += x[x0 + t]
-        suf[t] = a0
+        a0 += xv[t]
+        if t < count:
+            out[t] = a0 + pre[t + L - 1]
     nb = (count - f0 + L - 1) // L if count > f0 else 0
     i = 0
-    while i + 4 <= nb:
+    while i + 4 <= nb and f0 + (i + 4) * L <= count:
         s0 = f0 + i * L
-        s1 = s0 + L
-        s2 = s1 + L
-        s3 = s2 + L
+        x_0 = xv[s0 : s0 + L]
+        x_1 = xv[s0 + L : s0 + 2 * L]
+        x_2 = xv[s0 + 2 * L : s0 + 3 * L]
+        x_3 = xv[s0 + 3 * L : s0 + 4 * L]
+        p_0 = pre[s0 + L - 1 : s0 + 2 * L - 1]
+        p_1 = pre[s0 + 2 * L - 1 : s0 + 3 * L - 1]
+        p_2 = pre[s0 + 3 * L - 1 : s0 + 4 * L - 1]
+        p_3 = pre[s0 + 4 * L - 1 : s0 + 5 * L - 1]
+        o_0 = out[s0 : s0 + L]
+        o_1 = out[s0 + L : s0 + 2 * L]
+        o_2 = out[s0 + 2 * L : s0 + 3 * L]
+        o_3 = out[s0 + 3 * L : s0 + 4 * L]
         a0 = 0.0
         a1 = 0.0
         a2 = 0.0
         a3 = 0.0
-        for u in range(L - 1, 0, -1):
-            a0 += x[x0 + s0 + u]
-            suf[s0 + u] = a0
-            a1 += x[x0 + s1 + u]
-            suf[s1 + u] = a1
-            a2 += x[x0 + s2 + u]
-            suf[s2 + u] = a2
-            a3 += x[x0 + s3 + u]
-            suf[s3 + u] = a3
-        suf[s0] = 0.0
-        suf[s1] = 0.0
-        suf[s2] = 0.0
-        suf[s3] = 0.0
+        for v in range(L - 1):
+            u = L - 1 - v
+            a0 += x_0[u]
+            o_0[u] = a0 + p_0[u]
+            a1 += x_1[u]
+            o_1[u] = a1 + p_1[u]
+            a2 += x_2[u]
+            o_2[u] = a2 + p_2[u]
+            a3 += x_3[u]
+            o_3[u] = a3 + p_3[u]
+        o_0[0] = p_0[0]
+        o_1[0] = p_1[0]
+        o_2[0] = p_2[0]
+        o_3[0] = p_3[0]
         i += 4
     while i < nb:
         s0 = f0 + i * L
         a0 = 0.0
-        for u in range(L - 1, 0, -1):
-            a0 += x[x0 + s0 + u]
-            suf[s0 + u] = a0
-        suf[s0] = 0.0
+        for v in range(L - 1):
+            u = s0 + L - 1 - v
+            a0 += xv[u]
+            if u < count:
+                out[u] = a0 + pre[u + L - 1]
+        out[s0] = pre[s0 + L - 1]
         i += 1
-    ov = out[0:count]
-    sv = suf[0:count]
-    pv = pre[L - 1 : L - 1 + count]
-    for k in range(count):
-        ov[k] = sv[k] + pv[k]
 
 
 @njit(cache=True, nogil=True)
