@@ -664,7 +664,7 @@ def _cycle_subseries(d, rw, userw, n, period, ns, deg, jump, c, nt, offset, tota
 
 
 @njit(cache=True, nogil=True)
-def _window_sum(x, x0, out, count, length, phase, pre, suf):
+def _window_sum(x, x0, out, count, length, phase, pre):
     """``out[k] = sum(x[x0 + k : x0 + k + length])`` for ``0 <= k < count``.
 
     The paper's moving averages, O(1) per output and canonical.  Trick (the
@@ -672,14 +672,14 @@ def _window_sum(x, x0, out, count, length, phase, pre, suf):
     lanes of ``length`` samples at the absolute positions where
     ``(phase + s) % length == 0`` (``s`` counted from ``x0``).  A window is
     either one whole lane or straddles exactly one cut ``B``; it is then the
-    sum of its lane from ``B - 1`` down to ``k`` (``suf``) plus the sum of the
+    sum of its lane from ``B - 1`` down to ``k`` plus the sum of the
     next lane from ``B`` up to ``k + length - 1`` (``pre``).  Both are running
     sums restarted at the cuts, without subtraction (no cancellation), and
     every output is a fixed expression of the data of its own window: it does
     not depend on where the computation started (block, thread, chunk of a
     stream), so chunked decompositions equal the whole-series one bit for bit.
     Four lanes are scanned together so that their add chains overlap.
-    ``pre`` is scratch of at least ``count + length - 1`` (``suf`` is unused).
+    ``pre`` is scratch of at least ``count + length - 1``.
     """
     L = length
     m = count + L - 1
@@ -776,7 +776,7 @@ def _window_sum(x, x0, out, count, length, phase, pre, suf):
 
 
 @njit(cache=True, nogil=True)
-def _lowpass_ma_block(c, m3, period, lo, hi, b1, b2, pre, suf, phase):
+def _lowpass_ma_block(c, m3, period, lo, hi, b1, b2, pre, phase):
     """Step 3's three moving averages (``period``, ``period``, 3) for ``m3[lo:hi]``.
 
     ``m3[t] = mean of M2[t..t+2]``, ``M2[r] = mean of M1[r..r+period-1]``,
@@ -789,8 +789,8 @@ def _lowpass_ma_block(c, m3, period, lo, hi, b1, b2, pre, suf, phase):
     divisions.
     """
     m = hi - lo
-    _window_sum(c, lo, b1, m + period + 1, period, phase, pre, suf)
-    _window_sum(b1, 0 * lo, b2, m + 2, period, phase, pre, suf)
+    _window_sum(c, lo, b1, m + period + 1, period, phase, pre)
+    _window_sum(b1, 0 * lo, b2, m + 2, period, phase, pre)
     scale = 3.0 * float(period) * float(period)
     ob = m3[lo:hi]
     for t in range(m):
@@ -803,10 +803,9 @@ def _ma_group(c, m3, period, n, blk, b0, b1_, offset):
     s1 = np.empty(blk + period + 1)
     s2 = np.empty(blk + 2)
     pre = np.empty(blk + 2 * period + 1)
-    suf = np.empty(blk + 2 * period + 1)
     for b in range(b0, b1_):
         lo = b * blk
-        _lowpass_ma_block(c, m3, period, lo, min(lo + blk, n), s1, s2, pre, suf,
+        _lowpass_ma_block(c, m3, period, lo, min(lo + blk, n), s1, s2, pre,
                           (offset + lo) % period)
 
 
