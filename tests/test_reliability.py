@@ -1,0 +1,1026 @@
+"""Fault injection against the real command-line programs, on real files.
+
+* crashes: ``SIGKILL`` of the producer and of the consumer at seeded random moments,
+  then ``--resume``: bytes (sha256) equal to an uninterrupted run's;
+* disk full (tiny tmpfs), up front and mid-run, and ``RLIMIT_FSIZE``;
+* a single writer per stream (``flock``), several readers;
+* ``SIGINT`` / ``SIGTERM``: prompt exit with 130 / 143, one line, resumable state;
+* a matrix of bad input for both programs: one stderr line, the right exit status,
+  no traceback, and no existing file modified.
+
+No mocks.  Kill delays come from ``random.Random(seed)``, so a failing trial can be
+replayed: the trial, its seed and its delay are in the assertion message.  The
+``slow`` variants (20 trials each) run only with ``-m slow``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import subprocess_env
+
+import consumer
+from producer import generate_with_labels
+
+BLOCK = 1 << 16
+
+# The crash-test stream: big enough that a kill lands mid-run, with labels.
+P_N = 20_000_000
+P_SEED = 1234
+P_ANOMALIES = {"rate": 1e-4, "magnitude": 7.0}
+P_SEASONALITY = {"period": 1000, "amplitude": 0.5}
+
+
+def producer_args(file: str | Path, threads: int = 2) -> list[object]:
+    return ["--num_samples", P_N, "--file", file, "--threads", threads, "--chunk_size", BLOCK,
+            "--seed", P_SEED, "--anomalies", json.dumps(P_ANOMALIES),
+            "--seasonality", json.dumps(P_SEASONALITY), "--quiet"]
+
+
+# The consumer crash-test stream and detector: a low threshold gives ~4.5% flagged
+# samples, so Parquet republishing makes a single-threaded run last a few seconds.
+C_N = 30_000_000
+C_PARAMS = {"window": 100, "threshold": 2.0}
+
+
+def consumer_args(file: Path, out: Path, threads: int = 1) -> list[object]:
+    return ["--file", file, "--threads", threads, "--params", json.dumps(C_PARAMS),
+            "--indices", out / "i.npy", "--out", out / "o.parquet", "--summary", out / "s.json",
+            "--scores", out / "sc.npy", "--quiet"]
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON file replaced atomically: the old or the new document, or None if absent."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def sidecar_of(data: Path) -> Path:
+    return data.with_name(data.stem + ".stream.json")
+
+
+def committed(data: Path) -> tuple[int, int, str] | None:
+    """(committed chunks, chunks, status) from the sidecar, or None if there is none."""
+    doc = read_json(sidecar_of(data))
+    if doc is None:
+        return None
+    return sum(c is not None for c in doc["chunks"]), len(doc["chunks"]), doc["status"]
+
+
+def wait_until(pred: Callable[[], object], timeout: float = 60.0, what: str = "") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.001)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or pred}")
+
+
+def one_line(err: str, prog: str, what: object = "") -> str:
+    assert "Traceback" not in err, (what, err)
+    lines = err.strip("\n").splitlines()
+    assert len(lines) == 1, f"{what}: expected one stderr line, got: {err!r}"
+    assert lines[0].startswith(f"{prog}: "), (what, lines[0])
+    return lines[0]
+
+
+def popen(module: str, *args: object, cwd: Path, **kw: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *map(str, args)], cwd=cwd, env=subprocess_env(),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        **kw,
+    )
+
+
+def run(module: str, *args: object, cwd: Path, timeout: float = 300, **kw: object):
+    p = popen(module, *args, cwd=cwd, **kw)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise
+    return p.returncode, out, err
+
+
+def run_all(jobs: list[tuple[str, list[object], Path]], parallel: int = 6):
+    """Run independent CLI invocations concurrently: [(module, args, cwd)] -> results."""
+    results: list[tuple[int, str, str] | None] = [None] * len(jobs)
+    running: list[tuple[int, subprocess.Popen[str]]] = []
+    todo = list(enumerate(jobs))
+    try:
+        while todo or running:
+            while todo and len(running) < parallel:
+                i, (module, args, cwd) = todo.pop(0)
+                running.append((i, popen(module, *args, cwd=cwd)))
+            i, p = running.pop(0)
+            out, err = p.communicate(timeout=300)
+            results[i] = (p.returncode, out, err)
+    finally:
+        for _, p in running:
+            p.kill()
+            p.communicate()
+    return results
+
+
+def kill(p: subprocess.Popen[str]) -> None:
+    if p.poll() is None:
+        p.kill()
+    p.communicate(timeout=30)
+
+
+def want_slow(request: pytest.FixtureRequest) -> None:
+    expr = request.config.getoption("-m") or ""
+    if "slow" not in expr or "not slow" in expr:
+        pytest.skip("20-trial fault-injection soak: run with -m slow")
+
+
+# -- reference runs (uninterrupted) ------------------------------------------------------
+
+
+@dataclass
+class ProducerRef:
+    data_sha: str
+    labels_sha: str
+    num_chunks: int
+    setup_s: float  # sidecar published -> first chunk committed (kernel warm-up)
+
+
+@pytest.fixture(scope="module")
+def producer_ref(tmp_path_factory) -> ProducerRef:
+    d = tmp_path_factory.mktemp("pref")
+    f = d / "s.npy"
+    p = popen("producer", *producer_args(f.name), cwd=d)
+    try:
+        wait_until(lambda: sidecar_of(f).exists() or p.poll() is not None, what="sidecar")
+        t_side = time.monotonic()
+        wait_until(lambda: p.poll() is not None or (committed(f) or (0,))[0] > 0,
+                   what="first commit")
+        t_first = time.monotonic()
+        out, err = p.communicate(timeout=300)
+    finally:
+        kill(p)
+    assert p.returncode == 0, err
+    ref = ProducerRef(sha256_file(f), sha256_file(d / "s.labels.npy"),
+                      committed(f)[1], t_first - t_side)
+    # The reference itself is right: the bytes producer.generate computes.
+    x, labels = generate_with_labels(P_N, seed=P_SEED, anomalies=P_ANOMALIES,
+                                     seasonality=P_SEASONALITY, threads=2)
+    assert np.load(f, mmap_mode="r").tobytes() == x.tobytes()
+    assert np.array_equal(np.load(d / "s.labels.npy"), labels)
+    del x
+    f.unlink()
+    print(f"\nproducer reference: set-up (warm-up) {ref.setup_s:.2f} s")
+    return ref
+
+
+@dataclass
+class ConsumerRef:
+    stream: Path
+    index_sha: str
+    scores_sha: str
+    table: object  # pyarrow.Table, sorted by index
+    summary: dict
+    index_bytes: int  # final size of the index file
+    setup_s: float  # outputs created -> first index appended (kernel warm-up)
+    run_s: float  # outputs created -> exit
+
+
+@pytest.fixture(scope="module")
+def consumer_ref(tmp_path_factory) -> ConsumerRef:
+    d = tmp_path_factory.mktemp("cref")
+    f = d / "c.npy"
+    rc, _, err = run("producer", "--num_samples", C_N, "--file", f, "--chunk_size", BLOCK,
+                     "--anomalies", '{"rate": 1e-4}', "--quiet", cwd=d)
+    assert rc == 0, err
+    out = d / "ref"
+    out.mkdir()
+    p = popen("consumer", *consumer_args(f, out), cwd=d)
+    try:
+        wait_until(lambda: (out / "i.npy").exists() or p.poll() is not None, what="outputs")
+        t0 = time.monotonic()
+        wait_until(lambda: index_size(out) > 128 or p.poll() is not None, what="progress")
+        setup_s = time.monotonic() - t0
+        _, err = p.communicate(timeout=300)
+    finally:
+        kill(p)
+    run_s = time.monotonic() - t0
+    assert p.returncode == 0, err
+    table = pq.read_table(out / "o.parquet")
+    idx = np.load(out / "i.npy")
+    # The reference itself is right: equal to the in-memory detector.
+    np.testing.assert_array_equal(idx, consumer.detect(np.load(f, mmap_mode="r"), **C_PARAMS))
+    np.testing.assert_array_equal(table["index"].to_numpy(), idx)
+    summary = json.loads((out / "s.json").read_text())
+    assert summary["anomalies"] == len(idx) > 100_000 and summary["samples"] == C_N
+    print(f"\nconsumer reference: {len(idx)} anomalies, set-up {setup_s:.2f} s, "
+          f"run {run_s:.2f} s")
+    return ConsumerRef(f, sha256_file(out / "i.npy"), sha256_file(out / "sc.npy"),
+                       table.sort_by("index"), summary, index_size(out), setup_s, run_s)
+
+
+def index_size(out: Path) -> int:
+    try:
+        return (out / "i.npy").stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def assert_consumer_outputs_equal(out: Path, ref: ConsumerRef, what: str) -> None:
+    if sha256_file(out / "i.npy") != ref.index_sha:
+        got = np.load(out / "i.npy")
+        want = ref.table["index"].to_numpy()
+        pytest.fail(f"{what}: index file differs: {len(got)} vs {len(want)} indices, "
+                    f"first difference at {np.argmax(got[:len(want)] != want[:len(got)])}")
+    table = pq.read_table(out / "o.parquet")
+    index = table["index"].to_numpy()
+    assert len(np.unique(index)) == len(index), f"{what}: duplicated Parquet rows"
+    assert table.num_rows == ref.table.num_rows, what
+    assert table.sort_by("index").equals(ref.table), f"{what}: Parquet rows differ"
+    assert sha256_file(out / "sc.npy") == ref.scores_sha, f"{what}: scores differ"
+    summary = json.loads((out / "s.json").read_text())
+    assert summary["status"] == "complete", (what, summary)
+    for key in ("anomalies", "samples", "samples_total"):
+        assert summary[key] == ref.summary[key], (what, key, summary[key], ref.summary[key])
+
+
+# -- 1. producer: SIGKILL at random moments, then --resume ---------------------------------
+
+
+def producer_crash_trials(trials: int, seed: int, ref: ProducerRef, where: Path) -> None:
+    """Every third trial kills during set-up (stream published, kernels warming up) after
+    a random delay; the others once a random number of chunks is committed (so that the
+    kill lands mid-run whatever the machine's load), plus a random delay up to 20 ms."""
+    rng = random.Random(seed)
+    report = []
+    for t in range(trials):
+        phase = "setup" if t % 3 == 2 else "run"
+        d = where / f"p{t}"
+        d.mkdir()
+        f = d / "s.npy"
+        if phase == "setup":
+            target, delay = 0, rng.uniform(0.0, 0.6) * ref.setup_s
+        else:
+            target, delay = rng.randint(1, int(0.9 * ref.num_chunks)), rng.uniform(0.0, 0.02)
+        p = popen("producer", *producer_args(f.name), cwd=d)
+        try:
+            wait_until(lambda f=f, p=p, k=target: p.poll() is not None or (
+                (committed(f) or (-1,))[0] >= k))
+            time.sleep(delay)
+            p.kill()
+            _, err = p.communicate(timeout=60)
+        finally:
+            kill(p)
+        state = committed(f)
+        assert state is not None, (t, err)
+        done, total, status = state
+        killed = p.returncode == -signal.SIGKILL
+        report.append((t, phase, target, round(delay, 3), done, total, p.returncode))
+        tag = (f"trial {t} (seed {seed}, {phase}, after {target} chunks + {delay:.3f} s: "
+               f"{done}/{total} committed)")
+        if done:  # every chunk the killed run committed is intact
+            assert consumer.verify(str(f)) == [], tag
+        rc, out, err = run("producer", *producer_args(f.name), "--resume", cwd=d)
+        assert rc == 0, f"{tag}: --resume failed: {err}"
+        if killed and done < total:
+            assert out == "" and err == "", (tag, out, err)
+        assert committed(f)[2] == "complete", tag
+        assert sha256_file(f) == ref.data_sha, f"{tag}: data differs from uninterrupted run"
+        assert sha256_file(d / "s.labels.npy") == ref.labels_sha, f"{tag}: labels differ"
+        assert sorted(q.name for q in d.iterdir()) == ["s.labels.npy", "s.npy", "s.stream.json"]
+        shutil.rmtree(d)
+    print("\nproducer kills (trial, phase, target, delay s, committed, chunks, rc):", report)
+    mid = [r for r in report if r[1] == "run" and 0 < r[4] < r[5] and r[6] == -signal.SIGKILL]
+    runs = [r for r in report if r[1] == "run"]
+    assert len(mid) >= math.ceil(0.6 * len(runs)), f"too few kills landed mid-run: {report}"
+
+
+def test_producer_sigkill_then_resume_is_identical(producer_ref, tmp_path):
+    producer_crash_trials(3, seed=20240601, ref=producer_ref, where=tmp_path)
+
+
+@pytest.mark.slow
+def test_producer_sigkill_then_resume_is_identical_soak(tmp_path, request):
+    want_slow(request)
+    ref = request.getfixturevalue("producer_ref")
+    producer_crash_trials(20, seed=777, ref=ref, where=tmp_path)
+
+
+def test_producer_resume_of_a_stream_killed_before_its_first_commit(tmp_path):
+    """The sidecar is published before the data file gets its header and before the
+    labels file exists: a stream killed in between is resumed by starting afresh."""
+    args = ["--num_samples", 300_000, "--file", "s.npy", "--chunk_size", BLOCK, "--seed", 3,
+            "--anomalies", '{"rate": 0.01}', "--quiet"]
+    rc, _, err = run("producer", *args, cwd=tmp_path)
+    assert rc == 0, err
+    side = tmp_path / "s.stream.json"
+    doc = json.loads(side.read_text())
+    doc["chunks"] = [None] * len(doc["chunks"])
+    doc["status"] = "running"
+    for key in ("labels_file", "num_labels"):
+        doc.pop(key)
+    side.write_text(json.dumps(doc))
+    (tmp_path / "s.labels.npy").unlink()
+    os.truncate(tmp_path / "s.npy", 0)  # no header yet
+    rc, out, err = run("producer", *args, "--resume", cwd=tmp_path)
+    assert rc == 0, err
+    x, labels = generate_with_labels(300_000, seed=3, anomalies={"rate": 0.01})
+    np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), x)
+    np.testing.assert_array_equal(np.load(tmp_path / "s.labels.npy"), labels)
+    assert committed(tmp_path / "s.npy")[2] == "complete"
+
+
+def test_producer_resume_refuses_other_parameters_and_no_ops_when_complete(
+    tmp_path, snapshot
+):
+    n = 300_000
+    base = ["--num_samples", n, "--file", "s.npy", "--chunk_size", BLOCK, "--seed", 5,
+            "--anomalies", '{"rate": 0.01}', "--seasonality", '{"period": 50}', "--quiet"]
+    d = tmp_path
+    p = popen("producer", *base, "--threads", 1, cwd=d)
+    p.communicate(timeout=120)
+    assert p.returncode == 0
+    # Make it an interrupted stream: the last two chunks uncommitted, status failed.
+    side = d / "s.stream.json"
+    doc = json.loads(side.read_text())
+    doc["chunks"][-2:] = [None, None]
+    doc["status"], doc["message"] = "failed", "interrupted by SIGKILL (simulated)"
+    side.write_text(json.dumps(doc))
+    before = snapshot(d)
+    cases = {  # option changed -> text the message must contain
+        "seed": (["--seed", 6], "'seed'"),
+        "seasonality": (["--seasonality", '{"period": 51}'], "'seasonality'"),
+        "anomalies": (["--anomalies", '{"rate": 0.02}'], "'anomalies'"),
+        "num_samples": (["--num_samples", n + 1], "'num_samples'"),
+        "dtype": (["--dtype", "float32"], "'dtype'"),
+        "type": (["--type", "uniform"], "'type'"),
+    }
+    jobs = []
+    for change, _ in cases.values():
+        args = list(base)
+        key = change[0]
+        if key in args:
+            i = args.index(key)
+            args[i + 1] = change[1]
+        else:
+            args += change
+        jobs.append(("producer", [*args, "--resume"], d))
+    for (name, (_, text)), (rc, out, err) in zip(cases.items(), run_all(jobs), strict=True):
+        line = one_line(err, "producer")
+        assert rc == 2, (name, line)
+        assert "cannot resume" in line and text in line, (name, line)
+        assert out == ""
+    assert snapshot(d) == before, "a refused --resume modified the stream"
+    # The right parameters finish it; then a second --resume has nothing to do.
+    rc, out, err = run("producer", *base, "--resume", cwd=d)
+    assert rc == 0 and err == "", err
+    assert committed(d / "s.npy")[2] == "complete"
+    x, labels = generate_with_labels(n, seed=5, anomalies={"rate": 0.01},
+                                     seasonality={"period": 50})
+    np.testing.assert_array_equal(np.load(d / "s.npy"), x)
+    np.testing.assert_array_equal(np.load(d / "s.labels.npy"), labels)
+    before = snapshot(d)
+    stat = {p.name: p.stat().st_mtime_ns for p in d.iterdir()}
+    time.sleep(0.01)
+    rc, out, err = run("producer", *[a for a in base if a != "--quiet"], "--resume", cwd=d)
+    assert rc == 0, err
+    assert "already complete" in out and err == "", (out, err)
+    assert snapshot(d) == before
+    assert {p.name: p.stat().st_mtime_ns for p in d.iterdir()} == stat
+
+
+# -- 2. consumer: SIGKILL at random moments, then --resume ---------------------------------
+
+
+def consumer_crash_trials(trials: int, seed: int, ref: ConsumerRef, where: Path,
+                          snapshot) -> None:
+    """Every third trial kills during set-up (outputs created, kernels warming up) after a
+    random delay; the others once the index file has reached a random fraction of its
+    final size (so whatever the machine's load), plus a random delay up to 0.2 s, which
+    also lands some kills in the final publish."""
+    rng = random.Random(seed)
+    report = []
+    for t in range(trials):
+        if t % 3 == 2:
+            target, delay = 0, rng.uniform(0.0, 0.8) * ref.setup_s
+        else:
+            target, delay = int(rng.uniform(0.0, 1.0) * ref.index_bytes), rng.uniform(0.0, 0.2)
+        out = where / f"c{t}"
+        out.mkdir()
+        p = popen("consumer", *consumer_args(ref.stream, out), cwd=where)
+        try:
+            wait_until(lambda out=out, p=p, k=target: p.poll() is not None or (
+                (out / "i.npy").exists() and index_size(out) >= k))
+            time.sleep(delay)
+            p.kill()
+            _, err = p.communicate(timeout=60)
+        finally:
+            kill(p)
+        ckpt = read_json(out / "i.consumer.json")
+        at = ckpt["next_chunk"] if ckpt else None
+        mid_run = p.returncode == -signal.SIGKILL and not (ckpt and ckpt["final"])
+        report.append((t, target, round(delay, 3), at, p.returncode, mid_run))
+        tag = (f"trial {t} (seed {seed}, after {target} index bytes + {delay:.3f} s: "
+               f"checkpoint at chunk {at})")
+        # What the killed run left is readable and a prefix of the right answer.
+        want = ref.table["index"].to_numpy()
+        if (out / "i.npy").exists():
+            got = np.load(out / "i.npy")
+            np.testing.assert_array_equal(got, want[: len(got)], err_msg=tag)
+        if (out / "o.parquet").exists():
+            got = pq.read_table(out / "o.parquet")["index"].to_numpy()
+            np.testing.assert_array_equal(got, want[: len(got)], err_msg=tag)
+        if t == 0:
+            # Without --resume or --overwrite the outputs of the killed run are refused.
+            before = snapshot(out)
+            rc, o, e = run("consumer", *consumer_args(ref.stream, out), cwd=where)
+            line = one_line(e, "consumer")
+            assert rc == 2 and "exists" in line and "--resume" in line, (tag, line)
+            assert snapshot(out) == before, tag
+        rc, o, e = run("consumer", *consumer_args(ref.stream, out), "--resume", cwd=where)
+        assert rc == 0, f"{tag}: --resume failed: {e}"
+        assert_consumer_outputs_equal(out, ref, tag)
+        final = read_json(out / "i.consumer.json")
+        assert final["final"] is True and final["samples"] == C_N, (tag, final)
+        left = sorted(q.name for q in out.iterdir())
+        assert left == ["i.consumer.json", "i.npy", "o.parquet", "s.json", "sc.npy"], (tag, left)
+        shutil.rmtree(out)
+    print("\nconsumer kills (trial, index bytes, delay s, checkpoint chunk, rc, mid-run):",
+          report)
+    mid = [r for r in report if r[5]]
+    assert len(mid) >= math.ceil(0.6 * trials), f"too few kills landed mid-run: {report}"
+
+
+def test_consumer_sigkill_then_resume_is_identical(consumer_ref, tmp_path, snapshot):
+    consumer_crash_trials(3, seed=4242, ref=consumer_ref, where=tmp_path, snapshot=snapshot)
+
+
+def test_consumer_resume_cuts_off_what_was_written_after_the_checkpoint(small_files, tmp_path):
+    """The state a crash between publishes leaves: indices appended past the index file's
+    header, a header and Parquet row groups published past the checkpoint."""
+    install(small_files, tmp_path)
+    want = {n: (tmp_path / n).read_bytes() for n in ("s.anomalies.npy", "s.anomalies.parquet")}
+    idx = np.load(tmp_path / "s.anomalies.npy")
+    ckpt_path = tmp_path / "s.consumer.json"
+    ckpt = json.loads(ckpt_path.read_text())
+    assert ckpt["next_chunk"] == 5 and ckpt["final"] is True
+    kept = int((idx < 2 * BLOCK).sum())
+    assert 0 < kept < len(idx)
+    ckpt.update(next_chunk=2, samples=2 * BLOCK, indices=kept, rows=kept, final=False)
+    ckpt_path.write_text(json.dumps(ckpt))
+    with open(tmp_path / "s.anomalies.npy", "ab") as fh:
+        fh.write(np.arange(100, dtype="<i8").tobytes())  # appended, never published
+    rc, out, err = run("consumer", "--file", "s.npy", "--resume", "--quiet", cwd=tmp_path)
+    assert rc == 0, err
+    assert (tmp_path / "s.anomalies.npy").read_bytes() == want["s.anomalies.npy"]
+    np.testing.assert_array_equal(pq.read_table(tmp_path / "s.anomalies.parquet")["index"],
+                                  idx)
+    summary = json.loads((tmp_path / "s.summary.json").read_text())
+    assert summary["anomalies"] == len(idx) and summary["samples"] == SMALL_N
+
+
+@pytest.mark.slow
+def test_consumer_sigkill_then_resume_is_identical_soak(tmp_path, snapshot, request):
+    want_slow(request)
+    ref = request.getfixturevalue("consumer_ref")
+    consumer_crash_trials(20, seed=99, ref=ref, where=tmp_path, snapshot=snapshot)
+
+
+# -- 3. disk full and file size limit ------------------------------------------------------
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``tmpfs(name, "size=4m")`` mounts a tmpfs at ``tmp_path / name``; unmounted at teardown.
+
+    Skips the test where mounting is not permitted (not root, no CAP_SYS_ADMIN).
+    """
+    mounted: list[Path] = []
+
+    def mount(name: str, options: str) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(d)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip() or r.returncode}")
+        mounted.append(d)
+        return d
+
+    yield mount
+    for d in reversed(mounted):
+        if subprocess.run(["umount", str(d)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def remount(d: Path, options: str) -> None:
+    r = subprocess.run(["mount", "-o", f"remount,{options}", str(d)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_disk_full_up_front_leaves_nothing_behind(tmpfs, snapshot):
+    d = tmpfs("small", "size=4m")
+    free = shutil.disk_usage(d).free
+    n = 1_000_000
+    need = 128 + 8 * n
+    assert need > free
+    jobs = [
+        ("producer", ["--num_samples", n, "--file", "a.npy"], d),
+        ("producer", ["--num_samples", n, "--file", "b.npy", "--no-preallocate"], d),
+        ("producer", ["--num_samples", n, "--file", "c.npy", "--anomalies", '{"rate": 0.01}',
+                      "--sync"], d),
+    ]
+    for rc, _, err in run_all(jobs):
+        line = one_line(err, "producer")
+        assert rc == 1, line
+        assert "disk space" in line and f"need {need} bytes" in line, line
+        assert f"{free} free" in line, line
+    assert snapshot(d) == {}, "a stream that never started left files behind"
+    # An existing (smaller) stream is not touched when its replacement does not fit.
+    rc, _, err = run("producer", "--num_samples", 200_000, "--file", "old.npy", "--quiet",
+                     cwd=d)
+    assert rc == 0, err
+    before = snapshot(d)
+    rc, out, err = run("producer", "--num_samples", n, "--file", "old.npy", "--overwrite",
+                       cwd=d)
+    assert rc == 1 and "need" in one_line(err, "producer")
+    assert snapshot(d) == before
+
+
+def test_disk_full_mid_run_marks_failed_then_resume_completes(tmpfs, tmp_path):
+    d = tmpfs("full", "size=24m")
+    n = 2_000_000  # 16 MB of data, sparse until written
+    args = ["--num_samples", n, "--file", "s.npy", "--no-preallocate", "--threads", 1,
+            "--chunk_size", BLOCK, "--seed", 11, "--anomalies", '{"rate": 0.001}', "--quiet"]
+    p = popen("producer", *args, cwd=d)
+    try:
+        # Once the labels file exists the stream is set up (the up-front space check has
+        # passed): stop the producer, let "someone else" take all but 1 MB of the disk, and
+        # let it carry on.
+        wait_until(lambda: (d / "s.labels.npy").exists() or p.poll() is not None)
+        os.kill(p.pid, signal.SIGSTOP)
+        at_stop = committed(d / "s.npy")
+        free = shutil.disk_usage(d).free
+        with open(d / "filler", "wb") as fh:
+            fh.write(b"\0" * (free - (1 << 20)))
+        os.kill(p.pid, signal.SIGCONT)
+        out, err = p.communicate(timeout=120)
+    finally:
+        kill(p)
+    print(f"\ndisk full: {at_stop} committed when the disk was filled")
+    line = one_line(err, "producer")
+    assert p.returncode == 1, line
+    assert "No space left on device" in line and "s.npy" in line, line
+    doc = read_json(d / "s.stream.json")
+    assert doc["status"] == "failed", "the sidecar does not record the failure"
+    assert "No space left on device" in doc["message"], doc["message"]
+    done = sum(c is not None for c in doc["chunks"])
+    assert done < len(doc["chunks"]), "the disk was full, yet every chunk was committed"
+    assert not [q.name for q in d.iterdir() if q.name.endswith(".tmp")], list(d.iterdir())
+    # Readers see the failure at once instead of waiting for a stale heartbeat.
+    rc, _, err = run("consumer", "--file", d / "s.npy", "--indices", tmp_path / "i.npy",
+                     "--out", tmp_path / "o.parquet", "--summary", tmp_path / "s.json",
+                     "--timeout", 60, "--quiet", cwd=tmp_path, timeout=30)
+    assert rc == 1 and "No space left on device" in one_line(err, "consumer")
+    remount(d, "size=64m")
+    rc, out, err = run("producer", *args, "--resume", cwd=d)
+    assert rc == 0, err
+    assert committed(d / "s.npy")[2] == "complete"
+    x, labels = generate_with_labels(n, seed=11, anomalies={"rate": 0.001})
+    assert np.load(d / "s.npy").tobytes() == x.tobytes()
+    np.testing.assert_array_equal(np.load(d / "s.labels.npy"), labels)
+    assert sorted(q.name for q in d.iterdir()) == ["filler", "s.labels.npy", "s.npy",
+                                                   "s.stream.json"]
+
+
+def _fsize_limit(limit: int) -> Callable[[], None]:
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_file_size_limit_is_an_error_not_a_signal(tmp_path, snapshot):
+    limit = 1 << 20
+    n = 1_000_000
+    results = {}
+    procs = {
+        name: popen("producer", "--num_samples", n, "--file", f"{name}.npy", *extra,
+                    cwd=tmp_path, preexec_fn=_fsize_limit(limit))
+        for name, extra in (("pre", []), ("sparse", ["--no-preallocate"]),
+                            ("sync", ["--sync", "--anomalies", '{"rate": 0.01}']))
+    }
+    for name, p in procs.items():
+        out, err = p.communicate(timeout=120)
+        results[name] = (p.returncode, out, err)
+    for name, (rc, _, err) in results.items():
+        assert rc == 1, (name, rc, err)  # not -SIGXFSZ
+        line = one_line(err, "producer")
+        assert "file size limit" in line and f"{name}.npy" in line, (name, line)
+    assert snapshot(tmp_path) == {}
+    # The consumer: outputs past the limit are an error too (dense scores: 4 MB).
+    rc, _, err = run("producer", "--num_samples", n, "--file", "s.npy", "--quiet",
+                     cwd=tmp_path)
+    assert rc == 0, err
+    p = popen("consumer", "--file", "s.npy", "--scores", "s.scores.npy", "--quiet",
+              cwd=tmp_path, preexec_fn=_fsize_limit(limit))
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 1, (p.returncode, err)
+    line = one_line(err, "consumer")
+    assert "file size limit" in line or "File too large" in line, line
+
+
+# -- 4. one writer, many readers -------------------------------------------------------------
+
+
+def test_single_writer_many_readers_and_lock_dies_with_the_writer(
+    producer_ref, tmp_path
+):
+    d = tmp_path
+    f = d / "s.npy"
+    a = popen("producer", *producer_args(f.name, threads=1), cwd=d)
+    readers = []
+    try:
+        wait_until(lambda: a.poll() is not None or (committed(f) or (0,))[0] > 0)
+        os.kill(a.pid, signal.SIGSTOP)
+        done, total, status = committed(f)
+        assert 0 < done < total and status == "running"
+        for k in (1, 2):  # two consumers tail the same stream into different outputs
+            (d / f"r{k}").mkdir()
+            readers.append(popen("consumer", "--file", f, "--threads", 1, "--timeout", 120,
+                                 "--params", '{"window": 500, "threshold": 4}',
+                                 "--indices", d / f"r{k}/i.npy", "--out", d / f"r{k}/o.parquet",
+                                 "--summary", d / f"r{k}/s.json", "--quiet", cwd=d))
+        names = ("s.npy", "s.stream.json", "s.labels.npy")
+        before = {n: (sha256_file(d / n), (d / n).stat().st_mtime_ns) for n in names}
+        jobs = [("producer", [*producer_args(f.name), "--overwrite"], d),
+                ("producer", ["--num_samples", 1000, "--file", f.name, "--overwrite"], d),
+                ("producer", [*producer_args(f.name), "--resume"], d)]
+        for rc, _, err in run_all(jobs):
+            line = one_line(err, "producer")
+            assert rc == 1 and "another producer is writing" in line, line
+        assert {n: (sha256_file(d / n), (d / n).stat().st_mtime_ns) for n in names} == before
+        os.kill(a.pid, signal.SIGCONT)
+        _, err = a.communicate(timeout=300)
+        assert a.returncode == 0, err
+        assert sha256_file(f) == producer_ref.data_sha
+        assert sha256_file(d / "s.labels.npy") == producer_ref.labels_sha
+        results = []
+        for r in readers:
+            _, err = r.communicate(timeout=300)
+            assert r.returncode == 0, err
+        for k in (1, 2):
+            results.append((np.load(d / f"r{k}/i.npy"),
+                            pq.read_table(d / f"r{k}/o.parquet")))
+        want = consumer.detect(np.load(f, mmap_mode="r"), window=500, threshold=4)
+        assert len(want) > 1000
+        for idx, table in results:
+            np.testing.assert_array_equal(idx, want)
+            assert table.equals(results[0][1])
+    finally:
+        for p in [a, *readers]:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGCONT)
+            kill(p)
+    # A SIGKILLed writer's lock dies with it: --resume can take over at once.
+    f = d / "k.npy"
+    b = popen("producer", *producer_args(f.name, threads=1), cwd=d)
+    try:
+        wait_until(lambda: b.poll() is not None or (committed(f) or (0,))[0] > 0)
+        os.kill(b.pid, signal.SIGSTOP)
+        os.kill(b.pid, signal.SIGKILL)
+        b.communicate(timeout=30)
+    finally:
+        kill(b)
+    done, total, status = committed(f)
+    assert 0 < done < total and status == "running"
+    rc, out, err = run("producer", *producer_args(f.name), "--resume", cwd=d)
+    assert rc == 0, err
+    assert sha256_file(f) == producer_ref.data_sha
+    assert sha256_file(d / "k.labels.npy") == producer_ref.labels_sha
+
+
+# -- 5. SIGINT / SIGTERM ------------------------------------------------------------------------
+
+
+SIGNALS = {"SIGINT": (signal.SIGINT, 130), "SIGTERM": (signal.SIGTERM, 143)}
+
+
+def test_producer_signals_exit_promptly_and_resume(producer_ref, tmp_path):
+    procs = {}
+    for name in SIGNALS:
+        (tmp_path / name).mkdir()
+        procs[name] = popen("producer", *producer_args("s.npy", threads=1), cwd=tmp_path / name)
+    try:
+        for name, (sig, code) in SIGNALS.items():
+            p, f = procs[name], tmp_path / name / "s.npy"
+            wait_until(lambda p=p, f=f: p.poll() is not None or (committed(f) or (0,))[0] > 0)
+            t0 = time.monotonic()
+            p.send_signal(sig)
+            _, err = p.communicate(timeout=30)
+            took = time.monotonic() - t0
+            print(f"\nproducer {name}: exit {p.returncode} after {took:.3f} s")
+            assert p.returncode == code, err
+            assert took < 2.0, f"{name}: exit took {took:.2f} s"
+            line = one_line(err, "producer")
+            assert f"interrupted by {name}" in line and "--resume" in line, line
+            doc = read_json(sidecar_of(f))
+            assert doc["status"] == "failed" and "interrupted" in doc["message"], doc["message"]
+            assert any(c is None for c in doc["chunks"])
+    finally:
+        for p in procs.values():
+            kill(p)
+    jobs = [("producer", [*producer_args("s.npy"), "--resume"], tmp_path / n) for n in SIGNALS]
+    for (rc, _, err), name in zip(run_all(jobs), SIGNALS, strict=True):
+        assert rc == 0, err
+        assert sha256_file(tmp_path / name / "s.npy") == producer_ref.data_sha
+        assert sha256_file(tmp_path / name / "s.labels.npy") == producer_ref.labels_sha
+
+
+def test_consumer_signals_exit_promptly_and_resume(consumer_ref, tmp_path):
+    procs = {}
+    for name in SIGNALS:
+        (tmp_path / name).mkdir()
+        procs[name] = popen("consumer", *consumer_args(consumer_ref.stream, tmp_path / name),
+                            cwd=tmp_path)
+    try:
+        # Signal each one once its index file is 20% / 40% of its final size.
+        targets = {name: (k + 1) * 0.2 * consumer_ref.index_bytes
+                   for k, name in enumerate(SIGNALS)}
+        sent: dict[str, float] = {}
+        ended: dict[str, float] = {}
+        deadline = time.monotonic() + 120
+        while len(ended) < len(SIGNALS) and time.monotonic() < deadline:
+            for name, (sig, _) in SIGNALS.items():
+                p = procs[name]
+                if name not in sent and (index_size(tmp_path / name) >= targets[name]
+                                         or p.poll() is not None):
+                    p.send_signal(sig)
+                    sent[name] = time.monotonic()
+                if name in sent and name not in ended and p.poll() is not None:
+                    ended[name] = time.monotonic()
+            time.sleep(0.001)
+        for name, (_, code) in SIGNALS.items():
+            p = procs[name]
+            _, err = p.communicate(timeout=30)
+            took = ended[name] - sent[name]
+            print(f"\nconsumer {name}: exit {p.returncode} after {took:.3f} s")
+            assert p.returncode == code, err
+            assert took < 2.0, f"{name}: exit took {took:.2f} s"
+            line = one_line(err, "consumer")
+            assert f"interrupted by {name}" in line, line
+            ckpt = read_json(tmp_path / name / "i.consumer.json")
+            assert ckpt["final"] is False and 0 < ckpt["samples"] < C_N, ckpt
+    finally:
+        for p in procs.values():
+            kill(p)
+    jobs = [("consumer", [*consumer_args(consumer_ref.stream, tmp_path / name), "--resume"],
+             tmp_path) for name in SIGNALS]
+    for name, (rc, _, err) in zip(SIGNALS, run_all(jobs), strict=True):
+        assert rc == 0, err
+        assert_consumer_outputs_equal(tmp_path / name, consumer_ref, name)
+
+
+# -- 6. bad input ----------------------------------------------------------------------------
+
+
+SMALL_N = 300_000  # 5 chunks of 65536 (the last one partial)
+SMALL = ["--num_samples", SMALL_N, "--chunk_size", BLOCK, "--anomalies", '{"rate": 0.01}',
+         "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def small_files(tmp_path_factory) -> dict[str, bytes]:
+    """A finished stream s.npy with labels and the consumer's outputs and checkpoint."""
+    d = tmp_path_factory.mktemp("small")
+    rc, _, err = run("producer", *SMALL, "--file", "s.npy", cwd=d)
+    assert rc == 0, err
+    rc, _, err = run("consumer", "--file", "s.npy", "--quiet", cwd=d)
+    assert rc == 0, err
+    return {p.name: p.read_bytes() for p in d.iterdir()}
+
+
+def install(files: dict[str, bytes], d: Path) -> None:
+    """Copy the small stream and consumer outputs into ``d`` (checkpoint pointing there)."""
+    for fname, data in files.items():
+        (d / fname).write_bytes(data)
+    ckpt = json.loads((d / "s.consumer.json").read_text())
+    ckpt["input"] = str((d / "s.npy").resolve())
+    (d / "s.consumer.json").write_text(json.dumps(ckpt))
+
+
+def _edit_sidecar(**fields: object) -> Callable[[Path], None]:
+    def edit(d: Path) -> None:
+        side = d / "s.stream.json"
+        side.write_text(json.dumps({**json.loads(side.read_text()), **fields}))
+
+    return edit
+
+
+def _corrupt_sidecar(d: Path) -> None:
+    text = (d / "s.stream.json").read_text()
+    (d / "s.stream.json").write_text(text[: len(text) // 2])
+
+
+def _truncate_data(d: Path) -> None:
+    with open(d / "s.npy", "r+b") as fh:
+        fh.truncate((d / "s.npy").stat().st_size - 8 * 1000)
+
+
+def _make_dir(d: Path) -> None:
+    (d / "adir").mkdir()
+
+
+def _corrupt_checkpoint(d: Path) -> None:
+    (d / "s.consumer.json").write_text('{"checkpoint_version": 1, "next_')
+
+
+def _unlink(name: str) -> Callable[[Path], None]:
+    return lambda d: (d / name).unlink()
+
+
+def _interrupted_without_labels(d: Path) -> None:
+    side = d / "s.stream.json"
+    doc = json.loads(side.read_text())
+    doc["chunks"][-1], doc["status"], doc["message"] = None, "failed", "interrupted"
+    side.write_text(json.dumps(doc))
+    (d / "s.labels.npy").unlink()
+
+
+def _nothing(d: Path) -> None:
+    pass
+
+
+OVERWRITE_S = ["--file", "s.npy", "--overwrite"]
+# case -> (module, setup, args, exit status, text the one stderr line must contain)
+BAD = {
+    "p-huge-n": ("producer", _nothing, [*SMALL, "--num_samples", 10**15, *OVERWRITE_S], 1,
+                 "need 8000000000000128 bytes"),
+    "p-threads-negative": ("producer", _nothing, [*SMALL, "--threads=-1", *OVERWRITE_S], 2,
+                           "--threads"),
+    "p-chunk-negative": ("producer", _nothing, [*SMALL, "--chunk_size=-65536", *OVERWRITE_S],
+                         2, "--chunk_size"),
+    "p-nan-trend": ("producer", _nothing, [*SMALL, "--trend", '{"slope": NaN}', *OVERWRITE_S],
+                    2, "NaN"),
+    "p-neg-infinity": ("producer", _nothing,
+                       [*SMALL, "--anomalies", '{"rate": -Infinity}', *OVERWRITE_S], 2,
+                       "Infinity"),
+    "p-missing-dir": ("producer", _nothing, [*SMALL, "--file", "nodir/x.npy"], 2,
+                      "does not exist"),
+    "p-is-dir": ("producer", _make_dir, [*SMALL, "--file", "adir"], 2, "directory"),
+    "p-resume-corrupt-sidecar": ("producer", _corrupt_sidecar,
+                                 [*SMALL, "--file", "s.npy", "--resume"], 1, "corrupt sidecar"),
+    "p-resume-version-99": ("producer", _edit_sidecar(version=99),
+                            [*SMALL, "--file", "s.npy", "--resume"], 1, "version 99"),
+    "p-resume-truncated": ("producer", _truncate_data, [*SMALL, "--file", "s.npy", "--resume"],
+                           1, "disagrees with its header"),
+    "p-resume-dtype": ("producer", _edit_sidecar(dtype="float32"),
+                       [*SMALL, "--file", "s.npy", "--resume"], 1, "float32"),
+    "p-resume-no-labels": ("producer", _interrupted_without_labels,
+                           [*SMALL, "--file", "s.npy", "--resume"], 1, "labels"),
+    "c-threads-0": ("consumer", _nothing, ["--file", "s.npy", "--threads", 0, "--overwrite"],
+                    2, "--threads"),
+    "c-threads-negative": ("consumer", _nothing,
+                           ["--file", "s.npy", "--threads=-3", "--overwrite"], 2, "--threads"),
+    "c-chunk-0": ("consumer", _nothing, ["--file", "s.npy", "--chunk_size", 0, "--overwrite"],
+                  2, "--chunk_size"),
+    "c-nan": ("consumer", _nothing,
+              ["--file", "s.npy", "--params", '{"threshold": NaN}', "--overwrite"], 2, "NaN"),
+    "c-infinity": ("consumer", _nothing,
+                   ["--file", "s.npy", "--params", '{"window": Infinity}', "--overwrite"], 2,
+                   "Infinity"),
+    "c-out-missing-dir": ("consumer", _nothing,
+                          ["--file", "s.npy", "--out", "nodir/o.parquet", "--overwrite"], 2,
+                          "does not exist"),
+    "c-input-missing-dir": ("consumer", _nothing, ["--file", "nodir/s.npy"], 2, "nodir"),
+    "c-out-is-dir": ("consumer", _make_dir, ["--file", "s.npy", "--out", "adir",
+                                             "--overwrite"], 2, "directory"),
+    "c-corrupt-sidecar": ("consumer", _corrupt_sidecar, ["--file", "s.npy", "--overwrite"], 1,
+                          "corrupt sidecar"),
+    "c-version-99": ("consumer", _edit_sidecar(version=99), ["--file", "s.npy", "--overwrite"],
+                     1, "version 99"),
+    "c-truncated": ("consumer", _truncate_data, ["--file", "s.npy", "--overwrite"], 1,
+                    "disagrees with its header"),
+    "c-dtype": ("consumer", _edit_sidecar(dtype="float32"), ["--file", "s.npy", "--overwrite"],
+                1, "float32"),
+    "c-labels-missing": ("consumer", _nothing,
+                         ["--file", "s.npy", "--labels", "nolabels.npy", "--overwrite"], 2,
+                         "nolabels.npy"),
+    "c-resume-corrupt-checkpoint": ("consumer", _corrupt_checkpoint,
+                                    ["--file", "s.npy", "--resume"], 1, "corrupt checkpoint"),
+    "c-resume-other-params": ("consumer", _nothing,
+                              ["--file", "s.npy", "--resume", "--params", '{"threshold": 5}'],
+                              2, "'detector' differs"),
+    "c-resume-no-checkpoint": ("consumer", _unlink("s.consumer.json"),
+                               ["--file", "s.npy", "--resume"], 2, "no checkpoint"),
+}
+
+
+# A --resume that gets as far as taking over the stream records its failure in the sidecar.
+MAY_RECORD_FAILURE = {"p-resume-no-labels"}
+
+
+def test_bad_input_matrix(small_files, tmp_path, snapshot):
+    jobs, before = [], {}
+    for name, (module, setup, args, _, _) in BAD.items():
+        d = tmp_path / name
+        d.mkdir()
+        install(small_files, d)
+        setup(d)
+        before[name] = snapshot(d)
+        jobs.append((module, args, d))
+    for (name, (module, _, _, status, text)), (rc, out, err) in zip(
+        BAD.items(), run_all(jobs), strict=True
+    ):
+        line = one_line(err, module, (name, rc, out))
+        assert rc == status, (name, rc, line)
+        assert text in line, (name, line)
+        assert out == "", (name, out)
+        after = snapshot(tmp_path / name)
+        if name in MAY_RECORD_FAILURE:  # the refused run marks the stream failed, with why
+            doc = json.loads(after.pop("s.stream.json"))
+            assert doc["status"] == "failed" and text in doc["message"], (name, doc)
+            before[name].pop("s.stream.json")
+        assert after == before[name], f"{name}: files changed"
+
+
+def test_read_only_directory(tmpfs, small_files, tmp_path, snapshot):
+    rw = tmpfs("ro", "size=16m")
+    for name in ("s.npy", "s.stream.json", "s.labels.npy"):
+        (rw / name).write_bytes(small_files[name])
+        (rw / name.replace("s.", "r.", 1)).write_bytes(small_files[name])
+    side = rw / "r.stream.json"  # r.npy: an interrupted stream
+    doc = json.loads(side.read_text())
+    doc["chunks"][-1], doc["status"] = None, "failed"
+    doc["data_file"], doc["labels_file"] = "r.npy", "r.labels.npy"
+    side.write_text(json.dumps(doc))
+    remount(rw, "ro")
+    ro = rw
+    before = snapshot(ro)
+    out = tmp_path / "out"
+    out.mkdir()
+    jobs = [
+        ("producer", [*SMALL, "--file", ro / "new.npy"], tmp_path),
+        ("producer", [*SMALL, "--file", ro / "s.npy", "--overwrite"], tmp_path),
+        ("producer", [*SMALL, "--file", ro / "r.npy", "--resume"], tmp_path),
+        ("consumer", ["--file", ro / "s.npy"], tmp_path),  # outputs beside the input
+        ("consumer", ["--file", ro / "s.npy", "--out", ro / "o.parquet", "--indices",
+                      out / "i.npy", "--summary", out / "s.json"], tmp_path),
+        # Reading a stream from a read-only mount is fine.
+        ("consumer", ["--file", ro / "s.npy", "--out", out / "o.parquet", "--indices",
+                      out / "i.npy", "--summary", out / "s.json", "--quiet"], tmp_path),
+    ]
+    results = run_all(jobs)
+    expect = [(2, "not writable"), (2, "not writable"), (1, "Read-only file system"),
+              (2, "not writable"), (2, "not writable")]
+    for (module, args, _), (rc, _, err), (status, text) in zip(jobs, results, expect,
+                                                               strict=False):
+        line = one_line(err, module)
+        assert rc == status and text in line, (args, rc, line)
+    rc, o, err = results[-1]
+    assert rc == 0, err
+    np.testing.assert_array_equal(np.load(out / "i.npy"),
+                                  consumer.detect(np.load(ro / "s.npy")))
+    assert snapshot(ro) == before
+
+
+def test_debug_shows_a_traceback(small_files, tmp_path):
+    install(small_files, tmp_path)
+    _corrupt_sidecar(tmp_path)
+    jobs = [("consumer", ["--file", "s.npy", "--overwrite", "--debug"], tmp_path),
+            ("producer", [*SMALL, "--file", "s.npy", "--resume", "--debug"], tmp_path)]
+    for rc, _, err in run_all(jobs):
+        assert rc == 1, err
+        assert "Traceback (most recent call last)" in err, err
+        assert "FormatError" in err and "corrupt sidecar" in err, err
