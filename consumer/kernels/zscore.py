@@ -78,21 +78,22 @@ def _rolling_zscore(x, x0, start, stop, window, threshold, resync, idx, score, d
                 if var < 0.0:
                     var = 0.0
                 d = v - k - m
-                finite = v - v == 0.0
-                if d * d > thr2 * var and finite and c >= 2:
-                    sd = math.sqrt(var)
-                    idx[nflag] = j
-                    score[nflag] = abs(d) / sd if sd > 0.0 else np.inf
-                    nflag += 1
+                if d * d > thr2 * var:
+                    # Rare: settle finiteness and the window count only here.
+                    if v - v == 0.0 and c >= 2:
+                        sd = math.sqrt(var)
+                        idx[nflag] = j
+                        score[nflag] = abs(d) / sd if sd > 0.0 else np.inf
+                        nflag += 1
                 if want_dense:
                     sc = np.nan
-                    if finite and c >= 2:
+                    if v - v == 0.0 and c >= 2:
                         sd = math.sqrt(var)
                         sc = abs(d) / sd if sd > 0.0 else (0.0 if d == 0.0 else np.inf)
                     dense[j - start] = sc
             old = x[j - window - x0]
-            if v - v == 0.0 and old - old == 0.0:
-                delta = v - old
+            delta = v - old
+            if delta - delta == 0.0:  # both finite (inf - inf and NaN give NaN)
                 s1 += delta
                 s2 += delta * (v + old - two_k)
             else:  # a non-finite sample enters or leaves: exact bookkeeping
