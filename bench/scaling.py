@@ -1,0 +1,94 @@
+"""Thread scaling of the three hot paths, for machines with more cores than the CI box.
+
+    python bench/scaling.py --n 100000000 --threads 1 2 4 8 16 --dir /dev/shm --out scaling.json
+
+Measures (median of ``--rounds``): in-memory generation (``producer.generate``), writing a
+stream (``write_stream``, async), the consumer's rolling z-score over the page-cached stream,
+and ``stl_decompose`` (period 200, inner_iter=2) on ``--stl_n`` samples.  Prints one JSON
+object per measurement and writes them all to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _median_time(fn, rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=float, default=1e8)
+    ap.add_argument("--stl_n", type=float, default=1e7)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--dir", default=".", help="where the stream files go")
+    ap.add_argument("--out", default="scaling.json")
+    args = ap.parse_args(argv)
+
+    import producer
+    from consumer.kernels.stl import stl_decompose
+    from consumer.run import OutputPaths, run_consumer
+    from producer import write_stream
+    from shared.params import generation_params
+    from shared.stream import sidecar_path
+
+    n, stl_n = int(args.n), int(args.stl_n)
+    season = {"amplitude": 5.0, "period": 200}
+    params = generation_params(seasonality=season)
+    work = Path(args.dir)
+    results = []
+
+    def record(what: str, threads: int, samples: int, seconds: float) -> None:
+        r = {"what": what, "threads": threads, "samples": samples, "seconds": round(seconds, 4),
+             "samples_per_s": samples / seconds, "cores": os.cpu_count()}
+        results.append(r)
+        print(json.dumps(r), flush=True)
+
+    stream = work / "scaling-stream.npy"
+    write_stream(stream, n, params, threads=max(args.threads), overwrite=True)
+    series = producer.generate(stl_n, seasonality=season, threads=max(args.threads))
+    stl_decompose(series[:4000], 200, inner_iter=2)  # compile / load the kernels once
+    producer.generate(1 << 16, seasonality=season)
+    for t in args.threads:
+        record("generate to memory", t, n, _median_time(
+            lambda t=t: producer.generate(n, seasonality=season, threads=t), args.rounds))
+
+        def write(t=t) -> None:
+            path = work / f"scaling-w{t}.npy"
+            write_stream(path, n, params, threads=t, overwrite=True)
+            path.unlink()
+            sidecar_path(path).unlink()
+
+        record("write stream (async)", t, n, _median_time(write, args.rounds))
+
+        def zscore(t=t) -> None:
+            paths = OutputPaths.for_input(stream, out=str(work / "z.parquet"),
+                                          indices=str(work / "z.npy"),
+                                          summary=str(work / "z.json"))
+            run_consumer(stream, type="zscore", params={"window": 1000, "threshold": 4},
+                         threads=t, paths=paths, overwrite=True)
+
+        record("consumer zscore", t, n, _median_time(zscore, args.rounds))
+        record("stl_decompose p=200", t, stl_n, _median_time(
+            lambda t=t: stl_decompose(series, 200, inner_iter=2, threads=t), args.rounds))
+    Path(args.out).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
