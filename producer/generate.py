@@ -156,10 +156,14 @@ class BlockGenerator:
         if start % BLOCK_SIZE:
             raise ValueError("start must be block-aligned")
         normal = self.params.distribution.type == "normal"
+        in_place = out.dtype == np.float64
         for first in range(start, stop, BLOCK_SIZE):
             b = first // BLOCK_SIZE
             n = min(BLOCK_SIZE, stop - first)
-            u = scratch[:n]
+            view = out[:n] if reuse else out[first - start : first - start + n]
+            # float64: draw straight into the output and transform in place (half the
+            # cache footprint); float32 needs the float64 draws in a scratch buffer.
+            u = view if in_place else scratch[:n]
             rng = _unit_rng(self.params.seed, b)
             if normal:
                 rng.standard_normal(out=u)
@@ -169,7 +173,6 @@ class BlockGenerator:
             if n < BLOCK_SIZE:
                 keep = pos < n
                 pos, spike = pos[keep], spike[keep]
-            view = out[:n] if reuse else out[first - start : first - start + n]
             _fill_block(
                 u, view, first, self.loc, self.scale, self.table, self.period,
                 self.amplitude, self.phase, self.slope, pos, spike,
