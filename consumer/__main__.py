@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-follow", dest="follow", action="store_false",
                    help="process only what is committed now")
     p.add_argument("--timeout", default="10", help="seconds without producer heartbeat (10)")
+    p.add_argument("--wait", default="0",
+                   help="wait up to this many seconds for the stream to be created (0)")
     p.add_argument("--raw", action="store_true", help="input is raw samples without NPY header")
     p.add_argument("--dtype", default="float64", help="--raw sample type: float64 or float32")
     p.add_argument("--chunk_size", "--chunk-size", default=None,
@@ -71,6 +73,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, stop: StopRequest) -> int:
     threads = positive_int("--threads", args.threads) if args.threads else None
     timeout = positive_float("--timeout", args.timeout)
+    wait = positive_float("--wait", args.wait) if args.wait not in ("0", "0.0") else 0.0
     metrics_interval = positive_float("--metrics_interval", args.metrics_interval)
     chunk = positive_int("--chunk_size", args.chunk_size) if args.chunk_size else None
     tolerance = positive_int("--tolerance", args.tolerance, minimum=0) if args.tolerance else None
@@ -114,8 +117,8 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
             args.file, type=args.type, params=args.params, threads=threads, paths=paths,
             labels=args.labels, tolerance=tolerance, follow=args.follow, timeout=timeout,
             raw_dtype=args.dtype if args.raw else None, chunk_size=chunk, resume=args.resume,
-            overwrite=args.overwrite, stop=stop, on_progress=on_progress, on_start=on_start,
-            log=log,
+            overwrite=args.overwrite, wait_s=wait, stop=stop, on_progress=on_progress,
+            on_start=on_start, log=log,
         )
     finally:
         if state["bar"] is not None:

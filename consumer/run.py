@@ -24,7 +24,13 @@ from consumer.detect import ChunkResult, Detector, make_detector
 from consumer.sink import INDEX_HEADER_LEN, Outputs, label_figures
 from consumer.tail import Tail
 from shared.errors import FormatError, ProducerFailed, StopRequest, StreamError, UsageError
-from shared.stream import StreamReader, atomic_write_json, sibling
+from shared.stream import (
+    StreamReader,
+    atomic_write_json,
+    read_npy_header,
+    sibling,
+    sidecar_path,
+)
 
 CHECKPOINT_VERSION = 1
 
@@ -113,6 +119,7 @@ def run_consumer(
     chunk_size: int | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    wait_s: float = 0.0,
     stop: StopRequest | threading.Event | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_start: Callable[[StreamReader, Detector], None] | None = None,
@@ -126,6 +133,8 @@ def run_consumer(
     file = Path(file)
     threads = threads or os.cpu_count() or 1
     stop = stop or threading.Event()
+    if wait_s > 0:
+        _wait_for_stream(file, labels, wait_s, stop)
     reader = StreamReader(file, raw_dtype=raw_dtype, chunk_size=chunk_size)
     context = {"generation": reader.generation, "reader": reader, "log": log}
     detector = make_detector(type, params, reader.num_samples, context)
@@ -250,6 +259,33 @@ def run_consumer(
             atomic_write_json(paths.summary, final, fsync=False)
     final.pop("_identity", None)
     return final
+
+
+def _wait_for_stream(
+    file: Path, labels: str | os.PathLike[str] | None, wait_s: float, stop: Any
+) -> None:
+    """Wait up to ``wait_s`` seconds for a producer to create the stream (and labels file).
+
+    Lets a consumer start before its producer, so that both start up at once.
+    """
+    needed = [file, sidecar_path(file)] + ([Path(labels)] if labels is not None else [])
+    deadline = time.monotonic() + wait_s
+    while not all(p.exists() for p in needed):
+        if stop is not None and stop.is_set():
+            raise stop.interrupted() if isinstance(stop, StopRequest) else StreamError("stopped")
+        if time.monotonic() > deadline:
+            missing = next(p for p in needed if not p.exists())
+            raise StreamError(f"{missing}: did not appear within {wait_s:g} s (--wait)")
+        time.sleep(0.01)
+    # The sidecar is published before the data header; give the header a moment too.
+    while True:
+        try:
+            read_npy_header(file)
+            return
+        except (FormatError, UsageError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _prepare_outputs(
