@@ -679,6 +679,19 @@ class StreamReader:
             self.check_alive(st, timeout)
             time.sleep(poll_interval)
 
+    def committed_ranges(
+        self, *, timeout: float = 10.0, poll_interval: float = 0.02, follow: bool = True
+    ) -> Iterator[tuple[int, int, int]]:
+        """Yield ``(chunk, start, stop)`` once for every chunk, as soon as it is committed.
+
+        Waits for more while the producer is alive (see ``follow`` for the errors).
+        """
+        done = np.zeros(self.layout.num_chunks, bool)
+        for st in self.follow(timeout=timeout, poll_interval=poll_interval, follow=follow):
+            for chunk in np.nonzero(st.committed & ~done)[0]:
+                done[chunk] = True
+                yield (int(chunk), *self.layout.bounds(int(chunk)))
+
     def check_alive(self, st: StreamStatus, timeout: float) -> None:
         """Raise if an incomplete stream's producer failed or its heartbeat is stale."""
         if st.status == "failed":
