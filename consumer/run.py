@@ -27,6 +27,7 @@ from shared.errors import FormatError, ProducerFailed, StopRequest, StreamError,
 from shared.stream import (
     StreamReader,
     atomic_write_json,
+    check_output_path,
     read_npy_header,
     sibling,
     sidecar_path,
@@ -293,13 +294,7 @@ def _prepare_outputs(
 ) -> dict[str, Any] | None:
     """Refuse to clobber; on --resume, validate and return the checkpoint state."""
     for p in paths.all():
-        if p.exists() and p.is_dir():
-            raise UsageError(f"{p}: is a directory")
-        parent = p.parent if str(p.parent) else Path(".")
-        if not parent.is_dir():
-            raise UsageError(f"{p}: directory {parent} does not exist")
-        if not os.access(parent, os.W_OK):
-            raise UsageError(f"{p}: directory {parent} is not writable")
+        check_output_path(p)
     if resume:
         if not paths.checkpoint.exists():
             raise UsageError(f"{paths.checkpoint}: no checkpoint to resume from")

@@ -144,6 +144,18 @@ def read_npy_header(path: Path, integer: bool = False) -> NpyInfo:
     return NpyInfo(dtype=dtype.newbyteorder("<"), num_samples=n, header_len=header_len)
 
 
+def check_output_path(path: Path) -> Path:
+    """Usage checks for a file about to be written; returns its directory."""
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"{path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{path}: directory {parent} is not writable")
+    return parent
+
+
 # --------------------------------------------------------------------------- layout
 
 
@@ -326,13 +338,7 @@ class StreamWriter:
         self, n: int, dtype: str, chunk_size: int, extra: dict[str, Any], overwrite: bool
     ) -> None:
         path = self.path
-        if path.is_dir():
-            raise UsageError(f"{path}: is a directory")
-        parent = path.parent if str(path.parent) else Path(".")
-        if not parent.is_dir():
-            raise UsageError(f"{path}: directory {parent} does not exist")
-        if not os.access(parent, os.W_OK):
-            raise UsageError(f"{path}: directory {parent} is not writable")
+        parent = check_output_path(path)
         if not overwrite:
             for p in (path, self.sidecar):
                 if p.exists():
