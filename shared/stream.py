@@ -288,7 +288,6 @@ class StreamWriter:
         self._stop = threading.Event()
         self._fd = -1
         self._thread: threading.Thread | None = None
-        self._closed = False
         self._spare: Path | None = None
         if resume:
             self._open_resume(num_samples, dtype, extra)
@@ -382,7 +381,7 @@ class StreamWriter:
             "chunks": [None] * self.layout.num_chunks,
         }
         try:
-            self._publish(force_fsync=True)
+            self._publish()
             os.ftruncate(fd, 0)
             self._reserve(needed)
             os.pwrite(fd, header, 0)
@@ -461,7 +460,7 @@ class StreamWriter:
             doc["message"] = ""
             doc["pid"] = os.getpid()
             doc["heartbeat"] = time.time()
-            self._publish(force_fsync=True)
+            self._publish()
 
     # -- state -------------------------------------------------------------------------
 
@@ -473,7 +472,7 @@ class StreamWriter:
         with self._lock:
             return [c is not None for c in self.doc["chunks"]]
 
-    def _publish(self, force_fsync: bool = False) -> None:
+    def _publish(self) -> None:
         with self._lock:
             self.doc["heartbeat"] = time.time()
             text = json.dumps(self.doc, separators=(",", ":"))
@@ -541,7 +540,7 @@ class StreamWriter:
             os.fsync(self._fd)
         self.doc["status"] = "complete"
         self.doc["message"] = ""
-        self._publish(force_fsync=True)
+        self._publish()
         self.close()
 
     def fail(self, message: str) -> None:
@@ -551,12 +550,12 @@ class StreamWriter:
         self.doc["message"] = message
         try:
             try:
-                self._publish(force_fsync=True)
+                self._publish()
             except OSError as e:
                 # Disk full: give back the spare space so that readers learn why we stopped.
                 if e.errno != errno.ENOSPC or not self._drop_spare():
                     raise
-                self._publish(force_fsync=True)
+                self._publish()
         finally:
             self.close()
 
