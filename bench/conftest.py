@@ -7,6 +7,7 @@ BENCH_SM_N (statsmodels baseline, default 2e4), BENCH_ROUNDS (default 3).
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -35,6 +36,21 @@ def run_and_record(benchmark, fn, n: int, *, kernel: str, label: str, baseline: 
         samples=n, samples_per_s=n / median, kernel=kernel, label=label, baseline=baseline,
         **({"threads": threads} if threads is not None else {}), **extra,
     )
+
+
+def consumer_runner(stream: Path, out_dir: Path, type: str, params: dict, threads: int):
+    """A callable that runs the consumer over ``stream`` into fresh output paths each time."""
+    from consumer.run import OutputPaths, run_consumer
+
+    runs = itertools.count()
+
+    def run() -> None:
+        stem = out_dir / f"{type}-{threads}-{next(runs)}"
+        paths = OutputPaths.for_input(stream, out=f"{stem}.parquet", indices=f"{stem}.npy",
+                                      summary=f"{stem}.json")
+        run_consumer(stream, type=type, params=params, threads=threads, paths=paths)
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import SM_N, STL_N, THREADS, N, run_and_record
+from conftest import SM_N, STL_N, THREADS, N, consumer_runner, run_and_record
 
 pytestmark = pytest.mark.benchmark(group="stl")
 
@@ -38,19 +38,7 @@ def test_stl_decompose(benchmark, stl_series, period, threads):
 
 @pytest.mark.parametrize("threads", THREADS)
 def test_consumer_stl(benchmark, seasonal_stream, bench_dir, threads):
-    from consumer.run import OutputPaths, run_consumer
-
-    names = itertools.count()
-
-    def run():
-        k = next(names)
-        paths = OutputPaths.for_input(
-            seasonal_stream, out=str(bench_dir / f"s{threads}-{k}.parquet"),
-            indices=str(bench_dir / f"s{threads}-{k}.npy"),
-            summary=str(bench_dir / f"s{threads}-{k}.json"),
-        )
-        run_consumer(seasonal_stream, type="stl", params={"threshold": 5, "seasonal": 7},
-                     threads=threads, paths=paths)
-
+    run = consumer_runner(seasonal_stream, bench_dir, "stl", {"threshold": 5, "seasonal": 7},
+                          threads)
     run_and_record(benchmark, run, N, kernel="stl p200", label="consumer --type stl (p=200)",
                    threads=threads)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
-from conftest import THREADS, N, run_and_record
+from conftest import THREADS, N, consumer_runner, run_and_record
 
 pytestmark = pytest.mark.benchmark(group="zscore")
 
@@ -30,19 +28,7 @@ def test_numpy_zscore_baseline(benchmark, seasonal_stream):
 
 @pytest.mark.parametrize("threads", THREADS)
 def test_consumer_zscore(benchmark, seasonal_stream, bench_dir, threads):
-    from consumer.run import OutputPaths, run_consumer
-
-    names = itertools.count()
-
-    def run():
-        k = next(names)
-        paths = OutputPaths.for_input(
-            seasonal_stream, out=str(bench_dir / f"z{threads}-{k}.parquet"),
-            indices=str(bench_dir / f"z{threads}-{k}.npy"),
-            summary=str(bench_dir / f"z{threads}-{k}.json"),
-        )
-        run_consumer(seasonal_stream, type="zscore", params={"window": 1000, "threshold": 4},
-                     threads=threads, paths=paths)
-
+    run = consumer_runner(seasonal_stream, bench_dir, "zscore",
+                          {"window": 1000, "threshold": 4}, threads)
     run_and_record(benchmark, run, N, kernel="zscore", label="consumer rolling z-score",
                    threads=threads)
