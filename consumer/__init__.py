@@ -8,6 +8,7 @@ import numpy as np
 
 from consumer.detect import make_detector
 from consumer.kernels.stl import stl_decompose
+from shared.errors import UsageError
 
 __all__ = ["detect", "stl_decompose", "verify"]
 
@@ -20,12 +21,8 @@ def detect(x: np.ndarray, type: str = "zscore", **params: Any) -> np.ndarray:
     """
     x = np.asarray(x)
     if x.ndim != 1:
-        from shared.errors import UsageError
-
         raise UsageError(f"expected a 1-D array, got shape {x.shape}")
     if x.dtype.kind != "f":
-        from shared.errors import UsageError
-
         raise UsageError(f"expected float samples, got dtype {x.dtype}")
     x = np.ascontiguousarray(x)
     det = make_detector(type, params, len(x), {"series": x})

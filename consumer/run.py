@@ -162,7 +162,7 @@ def run_consumer(
     outputs = Outputs(
         indices=paths.indices, parquet=paths.parquet, summary=paths.summary,
         checkpoint=paths.checkpoint, scores=paths.scores, num_samples=reader.num_samples,
-        resume_state=resume_state,
+        resume_state=resume_state, identity=identity,
     )
     if on_start:
         on_start(reader, detector)
@@ -196,7 +196,6 @@ def run_consumer(
                 "parquet": str(paths.parquet),
                 "scores": str(paths.scores) if paths.scores else None,
             },
-            "_identity": identity,
         }
         if error is not None:
             s["error"] = str(error)
@@ -253,12 +252,10 @@ def run_consumer(
             outputs.close()
             reader.close()
         if error is None:
-            final.pop("_identity", None)
             if labels is not None:
                 flags = np.load(paths.indices, mmap_mode="r")
                 final.update(label_figures(flags, load_labels(labels), detector.tolerance))
             atomic_write_json(paths.summary, final, fsync=False)
-    final.pop("_identity", None)
     return final
 
 

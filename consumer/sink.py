@@ -213,8 +213,10 @@ class Outputs:
         scores: Path | None,
         num_samples: int,
         resume_state: dict[str, Any] | None,
+        identity: dict[str, Any],
     ) -> None:
         rs = resume_state
+        self.identity = identity  # what a checkpoint must match to be resumed
         self.summary_path = summary
         self.checkpoint_path = checkpoint
         self.indices = IndexFile(indices, rs["indices"] if rs else None)
@@ -254,7 +256,7 @@ class Outputs:
             "rows": self.parquet.rows,
             "final": final,
         }
-        atomic_write_json(self.checkpoint_path, {**summary.get("_identity", {}), **state})
+        atomic_write_json(self.checkpoint_path, {**self.identity, **state})
         self._last_publish = time.monotonic()
 
     def close(self) -> None:
