@@ -24,6 +24,7 @@ from typing import Any
 
 from shared.cli import OneLineParser
 from shared.errors import StreamError, UsageError
+from shared.metrics import read_metrics
 from shared.params import generation_params, parse_json_object, positive_int
 from shared.stream import sibling
 
@@ -70,23 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _last_samples(path: Path) -> tuple[int, float] | None:
-    """(samples, t) of the last complete line of a live metrics file."""
+def _last_samples(path: Path) -> int:
+    """Samples done according to the last record of a live metrics file (0 before any)."""
     try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 4096))
-            lines = f.read().split(b"\n")
+        records = read_metrics(path)
     except FileNotFoundError:
-        return None
-    for line in reversed(lines[:-1]):
-        try:
-            d = json.loads(line)
-            return int(d["samples"]), float(d["t"])
-        except (ValueError, KeyError):
-            continue
-    return None
+        return 0
+    return int(records[-1]["samples"]) if records else 0
 
 
 def _figures(stdout: str) -> dict[str, Any]:
@@ -192,10 +183,8 @@ def run(args: argparse.Namespace) -> int:
             now = time.perf_counter()
             if live and now - last_print >= (0.25 if tty else 5.0):
                 last_print = now
-                ps = _last_samples(prod_metrics)
-                cs = _last_samples(cons_metrics)
-                p_done = ps[0] if ps else 0
-                c_done = cs[0] if cs else 0
+                p_done = _last_samples(prod_metrics)
+                c_done = _last_samples(cons_metrics)
                 line = (f"[{now - t0:6.1f} s] producer {p_done / 1e6:8.1f}M  "
                         f"consumer {c_done / 1e6:8.1f}M  lag {(p_done - c_done) / 1e6:7.1f}M "
                         f"of {n / 1e6:.1f}M")
@@ -235,8 +224,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {r[0]:<14}{r[1]:>14}{r[2]:>14}")
     print(f"  end to end: {n:,} samples in {wall:.2f} s = {n / wall / 1e6:.1f}M samples/s "
           "(both processes, start to finish)")
-    from shared.metrics import read_metrics
-
     prod_lines, cons_lines = read_metrics(prod_metrics), read_metrics(cons_metrics)
     if prod_lines and cons_lines:
         # From the producer's first write to the consumer's last result: the pipeline

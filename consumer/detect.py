@@ -55,6 +55,17 @@ class Detector:
         ws, we = self.window_for(0, stop)
         self.process(np.zeros(we - ws, dtype), ws, 0, stop, dense)
 
+    @staticmethod
+    def _buffers(n: int, dense: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Flag index / score buffers for ``n`` samples, and the dense buffer (or empty)."""
+        return np.empty(n, np.int64), np.empty(n, np.float64), np.empty(n if dense else 0,
+                                                                         np.float32)
+
+    @staticmethod
+    def _result(idx, sc, d, k: int, dense: bool):
+        """The first ``k`` flags and scores (copied out of the buffers), dense or None."""
+        return idx[:k].copy(), sc[:k].copy(), (d if dense else None)
+
     def describe(self) -> dict[str, Any]:
         return {"type": self.name, **self.params}
 
@@ -91,10 +102,7 @@ class ZScoreDetector(Detector):
         return zk.block_zscore_window(start, stop, self.num_samples, self.params["block"])
 
     def process(self, data, data_start, start, stop, dense):
-        n = stop - start
-        idx = np.empty(n, np.int64)
-        sc = np.empty(n, np.float64)
-        d = np.empty(n if dense else 0, np.float32)
+        idx, sc, d = self._buffers(stop - start, dense)
         x = data if data.dtype == np.float64 else data.astype(np.float64)
         p = self.params
         if p["mode"] == "rolling":
@@ -103,7 +111,7 @@ class ZScoreDetector(Detector):
             )
         else:
             k = zk._block_zscore(x, data_start, start, stop, p["block"], p["threshold"], idx, sc, d)
-        return idx[:k].copy(), sc[:k].copy(), (d if dense else None)
+        return self._result(idx, sc, d, k, dense)
 
 
 DETECTORS: dict[str, type[Detector]] = {"zscore": ZScoreDetector}

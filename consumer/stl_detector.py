@@ -17,8 +17,8 @@ equal to batch robust STL (the tests bound the difference).
 
 Defaults differ from ``stl_decompose`` in two places, for detection at stream
 rates: ``seasonal=25`` (a wider seasonal smoother absorbs less of a spike into
-the seasonal component: with 7, an 8-sigma spike loses about a third of its
-residual) and ``inner_iter=2``.
+the seasonal component: on 1e6 samples with period 200, the median spike
+keeps 71% of its size in the residual with 7 and 92% with 25) and ``inner_iter=2``.
 
 Non-finite samples are never flagged; for the decomposition they are replaced
 by the nearest finite sample of the same phase (``i -+ period``, ``i -+ 2
@@ -253,10 +253,7 @@ class StlDetector(Detector):
     def process(self, data, data_start, start, stop, dense):
         x = data if data.dtype == np.float64 else data.astype(np.float64)
         p = self.params
-        n = stop - start
-        idx = np.empty(n, np.int64)
-        sc = np.empty(n, np.float64)
-        d = np.empty(n if dense else 0, np.float32)
+        idx, sc, d = self._buffers(stop - start, dense)
         kw = self._stl_kwargs(p)
         lo, hi = self._blocks(start, stop)
         resid = np.empty(hi - lo)
@@ -273,7 +270,4 @@ class StlDetector(Detector):
             resid[b0 - lo : b1 - lo] = r[b0 - ws : b1 - ws]
         k = _flag_blocks(x[lo - data_start : hi - data_start], resid, lo, start, stop,
                          p["block"], p["threshold"], idx, sc, d)
-        return idx[:k].copy(), sc[:k].copy(), (d if dense else None)
-
-    def describe(self) -> dict[str, Any]:
-        return {"type": self.name, **self.params}
+        return self._result(idx, sc, d, k, dense)

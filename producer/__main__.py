@@ -77,10 +77,8 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
     bar = None
     recorder = None
     show_bar = not args.quiet and sys.stderr.isatty()
-    started = [False]
 
     def on_open(writer, todo) -> None:
-        started[0] = True
         already = n - sum(writer.layout.bounds(i)[1] - writer.layout.bounds(i)[0] for i in todo)
         done[0] = already
         nonlocal bar, recorder
