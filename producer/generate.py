@@ -1,11 +1,13 @@
 """Block generation: the only place that decides what the bytes of a stream are.
 
 Samples are produced in fixed RNG blocks of ``BLOCK_SIZE`` samples.  Block ``b``
-(samples ``[b*BLOCK_SIZE, (b+1)*BLOCK_SIZE)``) draws its unit variates from
-``Generator(SFC64(SeedSequence(seed, spawn_key=(b,))))`` and its anomalies from
-``Generator(SFC64(SeedSequence(seed, spawn_key=(b, 1))))``.  Nothing else is
-random, so a sample's value depends only on (seed, parameters, its index):
-not on threads, chunk size, write order or restarts.
+(samples ``[b*BLOCK_SIZE, (b+1)*BLOCK_SIZE)``) takes three 64-bit keys from
+``SeedSequence(seed, spawn_key=(b,))``: its unit variates are SplitMix64 draws
+keyed by the first (a ziggurat for normals, see ``producer.sampling``), the
+normal sampler's rare rejections use sub-streams of the second, and its
+anomalies are geometric gaps drawn from the third.  Nothing else is random, so
+a sample's value depends only on (seed, parameters, its index): not on threads,
+chunk size, write order or restarts.
 
 Value of sample ``i`` (computed in float64, then stored in the stream dtype)::
 
@@ -15,9 +17,9 @@ Value of sample ``i`` (computed in float64, then stored in the stream dtype)::
          + sign * magnitude * std                       # only at anomaly positions
 
 For an integer period the sine comes from a one-period table, so no ``sin`` is
-evaluated per sample.  The block size, bit generator and this formula are
-recorded in the sidecar (``generation.algorithm``); changing any of them
-changes every file's bytes.
+evaluated per sample.  The block size, generator and this formula are recorded
+in the sidecar (``generation.algorithm``); changing any of them changes every
+file's bytes.
 """
 
 from __future__ import annotations
@@ -28,53 +30,81 @@ from collections.abc import Iterator
 import numpy as np
 from numba import njit
 
+from producer.sampling import (
+    GOLDEN,
+    ZIGGURAT_R,
+    _anomaly_count,
+    _anomaly_counts,
+    _anomaly_positions,
+    _mix,
+    _normal_slow,
+    block_keys,
+    ziggurat_tables,
+)
 from shared.params import GenerationParams, generation_params
 
 BLOCK_SIZE = 1 << 16
-BIT_GENERATOR = "SFC64"
-ALGORITHM = 1  # bump when the formula or the RNG keying changes
-ANOMALY_STREAM = 1  # second spawn-key component of the anomaly generator
+BIT_GENERATOR = "SplitMix64"
+# 1: numpy SFC64 Generator per block, binomial anomaly count.
+# 2: SplitMix64 counter draws + 256-layer ziggurat, geometric-gap anomalies.
+ALGORITHM = 2  # bump when the formula or the RNG keying changes
 
-
-def _unit_rng(seed: int, block: int) -> np.random.Generator:
-    return np.random.Generator(np.random.SFC64(np.random.SeedSequence(seed, spawn_key=(block,))))
-
-
-def _anomaly_rng(seed: int, block: int) -> np.random.Generator:
-    ss = np.random.SeedSequence(seed, spawn_key=(block, ANOMALY_STREAM))
-    return np.random.Generator(np.random.SFC64(ss))
+_W, _K, _F = ziggurat_tables()
+_U8 = np.uint64(8)
+_U11 = np.uint64(11)
+_U1 = np.uint64(1)
+_LAYER_MASK = np.uint64(0xFF)
+_TWO_M53 = 2.0**-53
 
 
 @njit(cache=True, nogil=True)
-def _fill_block(u, out, first, loc, scale, table, period, amplitude, phase, slope, pos, spike):
-    """Fused affine map + seasonality + trend + spikes over one RNG block.
+def _fill_block(
+    out, first, k0, k1, normal, W, K, F, loc, scale, table, period, amplitude, phase, slope,
+    pos, spike,
+):
+    """Draw, transform and store one RNG block in a single pass (nothing hits memory twice).
 
-    One pass while the block is hot in cache.  ``table`` holds one period of the
-    seasonal term when the period is an integer (empty otherwise, then the sine
-    is evaluated on ``i mod period`` so the phase does not lose precision at large i).
-    ``pos`` are sorted block-relative anomaly positions, ``spike`` their offsets.
+    Per sample: one SplitMix64 draw (``k0``), the ziggurat fast path or a call to
+    the rejection code, the affine map, the seasonal term (from ``table`` when
+    the period is an integer, else ``sin`` of ``i mod period`` so the phase keeps
+    its precision at large i), the trend and the spike.  ``pos`` are sorted
+    block-relative anomaly positions, ``spike`` their offsets.
     """
-    n = u.shape[0]
+    n = out.shape[0]
     m = table.shape[0]
     j = first % m if m > 0 else 0
     k = 0
     npos = pos.shape[0]
     two_pi = 2.0 * math.pi
+    c = k0
     for t in range(n):
-        y = loc + scale * u[t]
+        c += GOLDEN
+        r = _mix(c)
+        if normal:
+            layer = np.intp(r & _LAYER_MASK)
+            a = r >> _U11
+            x = float(np.int64(a)) * W[layer]  # a < 2^53: exact, and a cheap signed convert
+            if a < K[layer]:
+                # x * -1.0 == -x exactly; a multiply, not a 50/50 branch the CPU mispredicts
+                z = x * (1.0 - 2.0 * float(np.int64((r >> _U8) & _U1)))
+            else:
+                z = _normal_slow(r, k1, t, W, K, F, ZIGGURAT_R)
+        else:
+            z = float(r >> _U11) * _TWO_M53
+        y = loc + scale * z
         if m > 0:
-            y += table[j]
+            y = y + table[j]
             j += 1
             if j == m:
                 j = 0
         elif amplitude != 0.0:
             i = float(first + t)
-            r = i - period * math.floor(i / period)  # i mod period, keeps the angle small
-            y += amplitude * math.sin(two_pi * r / period + phase)
+            ph = i - period * math.floor(i / period)  # i mod period, keeps the angle small
+            y = y + amplitude * math.sin(two_pi * ph / period + phase)
         if slope != 0.0:
-            y += slope * float(first + t)
+            y = y + slope * float(first + t)
         if k < npos and pos[k] == t:
-            y += spike[k]
+            y = y + spike[k]
             k += 1
         out[t] = y
 
@@ -98,53 +128,70 @@ class BlockGenerator:
             self.table = np.empty(0, np.float64)
         self.slope = params.trend.slope if params.trend else 0.0
         self.num_blocks = -(-num_samples // BLOCK_SIZE)
+        self.normal = params.distribution.type == "normal"
+        a = params.anomalies
+        # log(1 - rate): the geometric gaps' denominator; None when there are no anomalies
+        self.log1m_rate = None
+        if a is not None and a.rate > 0:
+            self.log1m_rate = math.log1p(-a.rate) if a.rate < 1 else -math.inf
+        self.spike_size = a.magnitude * params.distribution.std if a is not None else 0.0
 
     def warm_up(self) -> None:
-        """Load the compiled kernel (numba cache) now rather than inside a timed run."""
-        e = np.empty(0, np.int64)
+        """Load the compiled kernels (numba cache) now rather than inside a timed run."""
+        keys = block_keys(self.params.seed, 0)
+        self._fill(np.empty(1, self.dtype), 0, keys, *self._no_anomalies())
+        if self.log1m_rate is not None:
+            self.block_anomalies(0)
+
+    @staticmethod
+    def _no_anomalies() -> tuple[np.ndarray, np.ndarray]:
+        return np.empty(0, np.int64), np.empty(0, np.float64)
+
+    def _fill(self, view, first, keys, pos, spike) -> None:
         _fill_block(
-            np.zeros(1), np.empty(1, self.dtype), 0, self.loc, self.scale, self.table,
-            self.period, self.amplitude, self.phase, self.slope, e, np.empty(0, np.float64),
+            view, first, keys[0], keys[1], self.normal, _W, _K, _F, self.loc, self.scale,
+            self.table, self.period, self.amplitude, self.phase, self.slope, pos, spike,
         )
 
     # -- anomalies ---------------------------------------------------------------------
 
-    def block_anomalies(self, block: int) -> tuple[np.ndarray, np.ndarray]:
+    def _limit(self, block: int) -> int:
+        return min(BLOCK_SIZE, self.num_samples - block * BLOCK_SIZE)
+
+    def block_anomalies(
+        self, block: int, keys: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Sorted block-relative positions and spike offsets of block ``block``.
 
         Positions are drawn over the full block size, then clipped to the
         stream's end, so a shorter stream is a prefix of a longer one.
         """
-        a = self.params.anomalies
-        if a is None or a.rate == 0.0:
-            return np.empty(0, np.int64), np.empty(0, np.float64)
-        rng = _anomaly_rng(self.params.seed, block)
-        k = int(rng.binomial(BLOCK_SIZE, a.rate))
-        if k == 0:
-            return np.empty(0, np.int64), np.empty(0, np.float64)
-        # One uniform draw per position and per sign: far cheaper than choice() for the
-        # few anomalies a block holds.  Colliding positions merge into one spike.
-        u = rng.random(2 * k)
-        pos, first = np.unique((u[:k] * BLOCK_SIZE).astype(np.int64), return_index=True)
-        sign = np.where(u[k:][first] < 0.5, -1.0, 1.0)
-        spike = sign * (a.magnitude * self.params.distribution.std)
-        keep = pos < self.num_samples - block * BLOCK_SIZE
-        return pos[keep], spike[keep]
+        if self.log1m_rate is None:
+            return self._no_anomalies()
+        ka = (block_keys(self.params.seed, block) if keys is None else keys)[2]
+        limit = self._limit(block)
+        k = _anomaly_count(ka, self.log1m_rate, limit, BLOCK_SIZE)
+        pos = np.empty(k, np.int64)
+        negative = np.empty(k, np.bool_)
+        _anomaly_positions(ka, self.log1m_rate, limit, BLOCK_SIZE, pos, negative)
+        spike = np.where(negative, -self.spike_size, self.spike_size)
+        return pos, spike
 
     def label_counts(self) -> np.ndarray:
-        """Number of anomalies in every block (drawn from the anomaly streams only)."""
+        """Number of anomalies in every block (drawn from the anomaly keys only)."""
         counts = np.zeros(self.num_blocks, np.int64)
-        a = self.params.anomalies
-        if a is None or a.rate == 0.0:
+        if self.log1m_rate is None:
             return counts
-        for b in range(self.num_blocks):
-            counts[b] = len(self.block_anomalies(b)[0])
+        seed = self.params.seed
+        keys = np.array([block_keys(seed, b)[2] for b in range(self.num_blocks)], np.uint64)
+        limits = np.array([self._limit(b) for b in range(self.num_blocks)], np.int64)
+        _anomaly_counts(keys, self.log1m_rate, limits, BLOCK_SIZE, counts)
         return counts
 
     # -- samples -----------------------------------------------------------------------
 
     def blocks(
-        self, start: int, stop: int, out: np.ndarray, scratch: np.ndarray, reuse: bool = False
+        self, start: int, stop: int, out: np.ndarray, reuse: bool = False
     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Generate [start, stop) block by block: yield (first index, values, anomaly indices).
 
@@ -155,39 +202,24 @@ class BlockGenerator:
         """
         if start % BLOCK_SIZE:
             raise ValueError("start must be block-aligned")
-        normal = self.params.distribution.type == "normal"
-        in_place = out.dtype == np.float64
         for first in range(start, stop, BLOCK_SIZE):
             b = first // BLOCK_SIZE
             n = min(BLOCK_SIZE, stop - first)
             view = out[:n] if reuse else out[first - start : first - start + n]
-            # float64: draw straight into the output and transform in place (half the
-            # cache footprint); float32 needs the float64 draws in a scratch buffer.
-            u = view if in_place else scratch[:n]
-            rng = _unit_rng(self.params.seed, b)
-            if normal:
-                rng.standard_normal(out=u)
-            else:
-                rng.random(out=u)
-            pos, spike = self.block_anomalies(b)
+            keys = block_keys(self.params.seed, b)
+            pos, spike = self.block_anomalies(b, keys)
             if n < BLOCK_SIZE:
                 keep = pos < n
                 pos, spike = pos[keep], spike[keep]
-            _fill_block(
-                u, view, first, self.loc, self.scale, self.table, self.period,
-                self.amplitude, self.phase, self.slope, pos, spike,
-            )
+            self._fill(view, first, keys, pos, spike)
             yield first, view, pos + first
 
-    def fill(self, start: int, stop: int, out: np.ndarray, scratch: np.ndarray | None = None):
+    def fill(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
         """Write samples [start, stop) into ``out``; return their absolute anomaly indices.
 
-        ``start`` must be a multiple of ``BLOCK_SIZE``; ``scratch`` is an optional
-        reusable float64 buffer of ``BLOCK_SIZE`` for the unit draws.
+        ``start`` must be a multiple of ``BLOCK_SIZE``.
         """
-        if scratch is None:
-            scratch = np.empty(BLOCK_SIZE, np.float64)
-        labels = [pos for _, _, pos in self.blocks(start, stop, out, scratch) if len(pos)]
+        labels = [pos for _, _, pos in self.blocks(start, stop, out) if len(pos)]
         return np.concatenate(labels) if labels else np.empty(0, np.int64)
 
 

@@ -190,12 +190,12 @@ def write_stream(
     )
 
 
-def _generate_chunk(gen, layout, labels, chunk, buf, scratch) -> tuple[np.ndarray, int]:
+def _generate_chunk(gen, layout, labels, chunk, buf) -> tuple[np.ndarray, int]:
     """Fill ``buf`` with a chunk (CRC-32 accumulated per block while it is in cache)."""
     a, b = layout.bounds(chunk)
     checksum = 0
     found = []
-    for _, view, pos in gen.blocks(a, b, buf, scratch):
+    for _, view, pos in gen.blocks(a, b, buf):
         checksum = zlib.crc32(view, checksum)
         if len(pos):
             found.append(pos)
@@ -204,12 +204,12 @@ def _generate_chunk(gen, layout, labels, chunk, buf, scratch) -> tuple[np.ndarra
     return buf[: b - a], checksum
 
 
-def _stream_chunk(writer, gen, labels, chunk, block_buf, scratch) -> int:
+def _stream_chunk(writer, gen, labels, chunk, block_buf) -> int:
     """Generate, checksum and write a chunk one cache-resident block at a time."""
     a, b = writer.layout.bounds(chunk)
     checksum = 0
     found = []
-    for first, view, pos in gen.blocks(a, b, block_buf, scratch, reuse=True):
+    for first, view, pos in gen.blocks(a, b, block_buf, reuse=True):
         checksum = zlib.crc32(view, checksum)
         writer.write_at(first, view)
         if len(pos):
@@ -265,13 +265,12 @@ def _async_chunks(writer, gen, labels, todo, threads, lookahead, stop, fsync, on
 
     def worker() -> None:
         block_buf = np.empty(BLOCK_SIZE, layout.dtype)
-        scratch = np.empty(BLOCK_SIZE, np.float64)
         while not stop.is_set() and not failure.stop.is_set():
             with order_lock:
                 chunk = next(order, None)
             if chunk is None:
                 return
-            checksum = _stream_chunk(writer, gen, labels, chunk, block_buf, scratch)
+            checksum = _stream_chunk(writer, gen, labels, chunk, block_buf)
             if fsync and labels is not None:
                 labels.sync()
             writer.commit(chunk, checksum)
@@ -296,7 +295,6 @@ def _sync_chunks(writer, gen, labels, todo, threads, lookahead, stop, fsync, on_
         return stop.is_set() or failure.stop.is_set()
 
     def worker() -> None:
-        scratch = np.empty(BLOCK_SIZE, np.float64)
         while not halted():
             try:
                 buf = free.get(timeout=0.1)
@@ -309,7 +307,7 @@ def _sync_chunks(writer, gen, labels, todo, threads, lookahead, stop, fsync, on_
             if chunk is None:
                 free.put(buf)
                 return
-            view, checksum = _generate_chunk(gen, layout, labels, chunk, buf, scratch)
+            view, checksum = _generate_chunk(gen, layout, labels, chunk, buf)
             with cond:
                 ready[chunk] = (buf, view, checksum)
                 cond.notify_all()

@@ -25,14 +25,97 @@ def naive_producer_series(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reference for ``producer.generate_with_labels``: (values, sorted anomaly indices).
 
-    Written from the documented formula in producer/generate.py, block by block:
-    unit draws from ``Generator(SFC64(SeedSequence(seed, spawn_key=(b,))))``
-    (standard normal or U[0, 1)), anomalies from ``spawn_key=(b, 1)``: a count
-    ``binomial(block_size, rate)``, then ``2k`` uniforms: position ``floor(u*block)``
-    (first occurrence wins on collisions), sign ``-1`` if its partner uniform < 0.5;
+    Written from the specification of generation algorithm 2, block by block
+    (``B = block_size`` samples per block).  Block ``b`` has keys
+    ``k0, k1, ka = SeedSequence(seed, spawn_key=(b,)).generate_state(3, uint64)``;
+    draws are SplitMix64 counters ``draw(k, n) = mix(k + (n + 1) * G)``.  Sample ``t``
+    of a block takes the word ``r = draw(k0, t)``: uniform ``(r >> 11) * 2**-53``, or
+    normal through a 256-layer Marsaglia-Tsang ziggurat (fast path on ``r``; a
+    rejected sample continues on its own sub-stream ``draw(draw(k1, t), 0, 1, ...)``
+    through the wedge / tail slow path).  Anomalies: geometric gaps
+    ``floor(log(open01(d)) / log1p(-rate))`` between positions from
+    ``draw(ka, 0, 1, ...)``, sign ``-1`` if ``d & 1``, drawn over the full block;
     positions past the stream's end are dropped.  The seasonal term is ``np.sin``
     evaluated per sample (no table), so compare to ~1e-12 when seasonality is on.
     """
+    import math
+
+    mask = (1 << 64) - 1
+    gamma = 0x9E3779B97F4A7C15
+    two53 = float(1 << 53)
+    inv53 = 1.0 / two53  # 2**-53, exact
+
+    # ---- SplitMix64, scalar (Python ints) and array (numpy uint64, wraps mod 2**64)
+    def mix(z: int) -> int:
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
+    def draw(k: int, c: int) -> int:
+        return mix((k + (c + 1) * gamma) & mask)
+
+    def draw_array(k: int, count: int) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            c = np.arange(1, count + 1, dtype=np.uint64)  # n + 1
+            z = np.uint64(k) + c * np.uint64(gamma)
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            return z ^ (z >> np.uint64(31))
+
+    def open01(d: int) -> float:
+        return float((d >> 11) + 1) * inv53
+
+    # ---- ziggurat tables (plain float64 / libm, in the specified order of operations)
+    zr = 3.6541528853610088
+    zv = 0.00492867323399
+
+    def f(x: float) -> float:
+        return math.exp(-0.5 * x * x)
+
+    xs = [0.0] * 257
+    xs[0] = zv / f(zr)
+    xs[1] = zr
+    for k in range(1, 255):
+        xs[k + 1] = math.sqrt(-2.0 * math.log(zv / xs[k] + f(xs[k])))
+    xs[256] = 0.0
+    ws = [xs[k] * inv53 for k in range(256)]
+    ks = [math.floor(two53 * (xs[k + 1] / xs[k])) for k in range(256)]
+    fs = [f(xs[k]) for k in range(256)] + [1.0]
+
+    def decode(d: int) -> tuple[int, int, int, float]:
+        i = d & 255
+        s = (d >> 8) & 1
+        j = d >> 11
+        return i, s, j, float(j) * ws[i]
+
+    def slow_normal(k1: int, t: int, i: int, s: int, x: float) -> float:
+        """The rejected sample ``t`` (fast-path decode i, s, x) on its own sub-stream."""
+        c = draw(k1, t)
+        cnt = 0
+
+        def nxt() -> int:
+            nonlocal cnt
+            d = draw(c, cnt)
+            cnt += 1
+            return d
+
+        while True:
+            if i == 0:  # tail beyond R
+                while True:
+                    a = -math.log(open01(nxt())) / zr
+                    e = -math.log(open01(nxt()))
+                    if e + e > a * a:
+                        break
+                v = zr + a
+                return -v if s == 1 else v
+            y = fs[i] + open01(nxt()) * (fs[i + 1] - fs[i])  # wedge of layer i
+            if y < math.exp(-0.5 * x * x):
+                return -x if s == 1 else x
+            i, s, j, x = decode(nxt())
+            if j < ks[i]:
+                return -x if s == 1 else x
+
+    # ---- distribution parameters
     params = dict(params or {})
     if type == "normal":
         loc = float(params.get("mean", 0.0))
@@ -45,14 +128,32 @@ def naive_producer_series(
         spike_unit = (high - low) / np.sqrt(12.0)
     else:
         raise ValueError(type)
+    rate = float(anomalies["rate"]) if anomalies else 0.0
+    if rate > 1.0:
+        raise ValueError(f"anomaly rate {rate} > 1")
+
+    w_arr = np.asarray(ws, dtype=np.float64)
+    k_arr = np.asarray(ks, dtype=np.uint64)
     values = np.empty(n, np.float64)
     labels: list[int] = []
     num_blocks = -(-n // block_size)
     for b in range(num_blocks):
         first = b * block_size
         m = min(block_size, n - first)
-        rng = np.random.Generator(np.random.SFC64(np.random.SeedSequence(seed, spawn_key=(b,))))
-        u = rng.standard_normal(m) if type == "normal" else rng.random(m)
+        seq = np.random.SeedSequence(seed, spawn_key=(b,))
+        k0, k1, ka = (int(v) for v in seq.generate_state(3, np.uint64))
+        r = draw_array(k0, m)
+        if type == "normal":
+            li = (r & np.uint64(255)).astype(np.intp)
+            neg = ((r >> np.uint64(8)) & np.uint64(1)) == np.uint64(1)
+            jj = r >> np.uint64(11)
+            xx = jj.astype(np.float64) * w_arr[li]
+            u = np.where(neg, -xx, xx)
+            for t in np.nonzero(~(jj < k_arr[li]))[0].tolist():
+                i0, s0, _, x0 = decode(int(r[t]))
+                u[t] = slow_normal(k1, t, i0, s0, x0)
+        else:
+            u = (r >> np.uint64(11)).astype(np.float64) * inv53
         i = np.arange(first, first + m, dtype=np.float64)
         x = loc + scale * u
         if seasonality:
@@ -62,25 +163,21 @@ def naive_producer_series(
             x = x + amplitude * np.sin(2.0 * np.pi * (i % period) / period + phase)
         if trend:
             x = x + float(trend["slope"]) * i
-        if anomalies and float(anomalies["rate"]) > 0:
-            rate = float(anomalies["rate"])
+        if rate > 0:
             magnitude = float(anomalies.get("magnitude", 6.0))
-            arng = np.random.Generator(
-                np.random.SFC64(np.random.SeedSequence(seed, spawn_key=(b, 1)))
-            )
-            k = int(arng.binomial(block_size, rate))
-            if k:
-                draws = arng.random(2 * k)
-                spikes: dict[int, float] = {}
-                for j in range(k):
-                    pos = int(draws[j] * block_size)
-                    if pos not in spikes:
-                        sign = -1.0 if draws[k + j] < 0.5 else 1.0
-                        spikes[pos] = sign * magnitude * spike_unit
-                for pos in sorted(spikes):
-                    if pos < m:
-                        x[pos] += spikes[pos]
-                        labels.append(first + pos)
+            big_l = math.log1p(-rate) if rate < 1.0 else -math.inf  # log1p(-1) = -inf
+            cnt, p = 0, -1
+            while True:
+                d = draw(ka, cnt)
+                cnt += 1
+                g = float(np.floor(math.log(open01(d)) / big_l))  # float64 floor
+                if p + 1 + g >= block_size:  # float64 compare, before int conversion
+                    break
+                p = p + 1 + int(g)
+                if p < m:
+                    sign = -1.0 if (d & 1) == 1 else 1.0
+                    x[p] = x[p] + sign * magnitude * spike_unit
+                    labels.append(first + p)
         values[first : first + m] = x
     return values.astype(dtype), np.asarray(labels, dtype=np.int64)
 

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from oracles import naive_block_zscore, naive_rolling_zscore, naive_rolling_zscore_batched
+from procutil import pause
 
 import consumer
 
@@ -120,7 +121,7 @@ def spawn_paused_producer(spawn_module, f: Path, n: int, *args) -> subprocess.Po
     prod = spawn_module("producer", "--num_samples", n, "--file", f.name, "--threads", 1,
                         "--chunk_size", CHUNK, "--sync", "--quiet", *args)
     wait_for(lambda: committed_chunks(f) >= 1 or prod.poll() is not None, step=0.002)
-    os.kill(prod.pid, signal.SIGSTOP)
+    pause(prod)
     assert prod.poll() is None, "the producer finished before it could be paused"
     return prod
 

@@ -242,6 +242,42 @@ def test_normal_distribution_moments_and_ks():
     assert abs(float(np.corrcoef(x[:BLOCK], x[BLOCK : 2 * BLOCK])[0, 1])) < 5 / math.sqrt(BLOCK)
 
 
+def test_normal_layers_and_tail_follow_the_normal_law():
+    """The ziggurat's fast path, wedges and tail together give N(0, 1) in every region."""
+    n = 4_000_000
+    z = generate(n, seed=2024)
+    # 40 equal-probability bins: a layer, wedge or sign mistake shows as a lopsided bin.
+    edges = stats.norm.ppf(np.linspace(0.0, 1.0, 41))
+    observed = np.histogram(z, bins=edges)[0]
+    assert stats.chisquare(observed).pvalue > 1e-3
+    # Beyond the base layer's edge R every sample comes from the tail sampler.
+    r = 3.6541528853610088
+    tail = np.abs(z[np.abs(z) > r])
+    expected = 2 * n * stats.norm.sf(r)
+    assert abs(len(tail) - expected) < 5 * math.sqrt(expected)
+    assert stats.kstest(tail, stats.truncnorm(r, np.inf).cdf).pvalue > 1e-3
+    # ...and the test has power: tail values shifted by 1% are rejected.
+    assert stats.kstest(tail * 1.01, stats.truncnorm(r, np.inf).cdf).pvalue < 1e-3
+    assert (z[np.abs(z) > r] < 0).any() and (z[np.abs(z) > r] > 0).any()
+
+
+def test_anomaly_rate_extremes():
+    # rate 1: every sample is an anomaly (log(1 - rate) is -inf: no gaps).
+    values, labels = generate_with_labels(BLOCK + 10, seed=3, anomalies={"rate": 1.0})
+    np.testing.assert_array_equal(labels, np.arange(BLOCK + 10))
+    clean = generate(BLOCK + 10, seed=3)
+    np.testing.assert_allclose(np.abs(values - clean), 6.0, rtol=0, atol=1e-12)
+    # a tiny rate: gaps far beyond a block, no overflow, no anomalies
+    _, labels = generate_with_labels(BLOCK * 3, seed=3, anomalies={"rate": 1e-300})
+    assert len(labels) == 0
+    # per-block counts are Binomial(BLOCK, rate): mean and spread
+    rate = 2e-3
+    _, labels = generate_with_labels(BLOCK * 200, seed=4, anomalies={"rate": rate})
+    counts = np.bincount(labels // BLOCK, minlength=200)
+    assert abs(counts.mean() - BLOCK * rate) < 5 * math.sqrt(BLOCK * rate / 200)
+    assert 0.7 < counts.var(ddof=1) / (BLOCK * rate * (1 - rate)) < 1.4
+
+
 def test_uniform_distribution_moments_and_ks():
     n = 1_000_003
     low, high = -2.0, 6.0
@@ -344,8 +380,8 @@ def test_npy_round_trip_and_sidecar(dtype, run_producer, tmp_path):
     assert gen["seasonality"] == {"amplitude": 1.0, "period": 24.5, "phase": 0.0}
     assert gen["trend"] == {"slope": 1e-3}
     assert gen["anomalies"] == {"rate": 0.001, "magnitude": 6.0}
-    assert gen["bit_generator"] == "SFC64"
-    assert isinstance(gen["algorithm"], int)
+    assert gen["bit_generator"] == "SplitMix64"
+    assert gen["algorithm"] == 2
     chunks = doc["chunks"]
     assert len(chunks) == math.ceil(n / chunk) == 2
     raw = path.read_bytes()

@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import subprocess_env
+from procutil import pause
 
 import consumer
 from producer import generate_with_labels
@@ -579,8 +580,10 @@ def test_disk_full_up_front_leaves_nothing_behind(tmpfs, snapshot):
 
 
 def test_disk_full_mid_run_marks_failed_then_resume_completes(tmpfs, tmp_path):
-    d = tmpfs("full", "size=24m")
-    n = 2_000_000  # 16 MB of data, sparse until written
+    d = tmpfs("full", "size=176m")
+    # 160 MB of data, sparse until written: big enough that the producer (about 0.1 s
+    # per 1e7 samples on one thread) is still writing when it is stopped below.
+    n = 20_000_000
     args = ["--num_samples", n, "--file", "s.npy", "--no-preallocate", "--threads", 1,
             "--chunk_size", BLOCK, "--seed", 11, "--anomalies", '{"rate": 0.001}', "--quiet"]
     p = popen("producer", *args, cwd=d)
@@ -589,7 +592,7 @@ def test_disk_full_mid_run_marks_failed_then_resume_completes(tmpfs, tmp_path):
         # passed): stop the producer, let "someone else" take all but 1 MB of the disk, and
         # let it carry on.
         wait_until(lambda: (d / "s.labels.npy").exists() or p.poll() is not None)
-        os.kill(p.pid, signal.SIGSTOP)
+        pause(p)
         at_stop = committed(d / "s.npy")
         free = shutil.disk_usage(d).free
         with open(d / "filler", "wb") as fh:
@@ -613,7 +616,7 @@ def test_disk_full_mid_run_marks_failed_then_resume_completes(tmpfs, tmp_path):
                      "--out", tmp_path / "o.parquet", "--summary", tmp_path / "s.json",
                      "--timeout", 60, "--quiet", cwd=tmp_path, timeout=30)
     assert rc == 1 and "No space left on device" in one_line(err, "consumer")
-    remount(d, "size=64m")
+    remount(d, "size=400m")
     rc, out, err = run("producer", *args, "--resume", cwd=d)
     assert rc == 0, err
     assert committed(d / "s.npy")[2] == "complete"
@@ -673,7 +676,7 @@ def test_single_writer_many_readers_and_lock_dies_with_the_writer(
     readers = []
     try:
         wait_until(lambda: a.poll() is not None or (committed(f) or (0,))[0] > 0)
-        os.kill(a.pid, signal.SIGSTOP)
+        pause(a)
         done, total, status = committed(f)
         assert 0 < done < total and status == "running"
         for k in (1, 2):  # two consumers tail the same stream into different outputs
@@ -743,13 +746,27 @@ def test_producer_signals_exit_promptly_and_resume(producer_ref, tmp_path):
         (tmp_path / name).mkdir()
         procs[name] = popen("producer", *producer_args("s.npy", threads=1), cwd=tmp_path / name)
     try:
-        for name, (sig, code) in SIGNALS.items():
+        # Signal each one as soon as it has committed a chunk (a producer takes well
+        # under a second for the whole stream, so none may wait for another's exit).
+        sent = {}
+        for name, (sig, _) in SIGNALS.items():
             p, f = procs[name], tmp_path / name / "s.npy"
             wait_until(lambda p=p, f=f: p.poll() is not None or (committed(f) or (0,))[0] > 0)
-            t0 = time.monotonic()
+            sent[name] = time.monotonic()
             p.send_signal(sig)
+        exited = {}
+
+        def all_exited() -> bool:
+            for name, p in procs.items():
+                if name not in exited and p.poll() is not None:
+                    exited[name] = time.monotonic()
+            return len(exited) == len(procs)
+
+        wait_until(all_exited, timeout=30)
+        for name, (_, code) in SIGNALS.items():
+            p, f = procs[name], tmp_path / name / "s.npy"
             _, err = p.communicate(timeout=30)
-            took = time.monotonic() - t0
+            took = exited[name] - sent[name]
             print(f"\nproducer {name}: exit {p.returncode} after {took:.3f} s")
             assert p.returncode == code, err
             assert took < 2.0, f"{name}: exit took {took:.2f} s"

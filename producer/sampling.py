@@ -1,0 +1,176 @@
+"""Counter-based random variates for one RNG block: SplitMix64 draws and a ziggurat.
+
+Draw ``n`` of a stream with 64-bit key ``k`` is ``mix(k + (n + 1) * G)``: the
+SplitMix64 generator (Steele, Lea & Flood, "Fast splittable pseudorandom number
+generators", OOPSLA 2014; the output function is Stafford's "Mix13").  Every
+draw is a pure function of (key, position), so a block's samples can be
+produced in any order, and the loop carries nothing but one addition.
+
+Normals use the 256-layer ziggurat of Marsaglia & Tsang ("The ziggurat method
+for generating random variables", J. Stat. Softw. 5(8), 2000) with one 64-bit
+word per try: 8 bits pick the layer, 1 bit the sign and 53 bits the abscissa.
+About 99% of samples leave through the fast path (one multiply, one compare).
+The rare rejections draw from a sub-stream keyed by the sample's position, so
+they too depend on nothing but (key, position).
+
+The exact specification (tables, order of operations) is in the README
+("Generation algorithm"); ``tests/oracles.py`` re-implements it independently.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # SplitMix64's increment: 2^64 / golden ratio, odd
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_U1 = np.uint64(1)
+_U8 = np.uint64(8)
+_U11 = np.uint64(11)
+_U27 = np.uint64(27)
+_U30 = np.uint64(30)
+_U31 = np.uint64(31)
+_LAYER_MASK = np.uint64(0xFF)
+_TWO_M53 = 2.0**-53
+
+ZIGGURAT_R = 3.6541528853610088  # right edge of the base layer (Marsaglia & Tsang, 256 layers)
+ZIGGURAT_V = 0.00492867323399  # area of every layer
+
+
+def ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(W, K, F): abscissa scale, fast-path bound and density at each layer edge.
+
+    Computed with Python's ``math`` (libm) in a fixed order of operations, so
+    every platform with a correctly rounded-enough libm builds the same bits.
+    """
+    r, v = ZIGGURAT_R, ZIGGURAT_V
+
+    def f(x: float) -> float:
+        return math.exp(-0.5 * x * x)
+
+    x = [0.0] * 257
+    x[0] = v / f(r)
+    x[1] = r
+    for i in range(1, 255):
+        x[i + 1] = math.sqrt(-2 * math.log(v / x[i] + f(x[i])))
+    x[256] = 0.0
+    w = np.array([x[i] * _TWO_M53 for i in range(256)], np.float64)
+    k = np.array([math.floor(2.0**53 * (x[i + 1] / x[i])) for i in range(256)], np.uint64)
+    fx = np.array([f(x[i]) for i in range(256)] + [1.0], np.float64)
+    return w, k, fx
+
+
+@njit(cache=True, nogil=True)
+def _mix(z):
+    """SplitMix64's output function (Stafford Mix13): a bijective 64-bit avalanche."""
+    z = (z ^ (z >> _U30)) * _M1
+    z = (z ^ (z >> _U27)) * _M2
+    return z ^ (z >> _U31)
+
+
+@njit(cache=True, nogil=True)
+def _open01(d):
+    """A float64 in (0, 1] from the top 53 bits: safe to take the log of."""
+    return float((d >> _U11) + _U1) * _TWO_M53
+
+
+@njit(cache=True, nogil=True)
+def _signed(x, s):
+    return -x if s else x
+
+
+@njit(cache=True, nogil=True)
+def _normal_slow(r, k1, t, W, K, F, R):
+    """Finish a ziggurat try that missed the fast path (about 1% of samples).
+
+    Marsaglia & Tsang's wedge and tail tests; every further draw comes from the
+    sub-stream keyed by ``draw(k1, t)``, so the result depends only on the keys
+    and the sample's position.
+    """
+    c = _mix(k1 + (np.uint64(t) + _U1) * GOLDEN)
+    i = np.intp(r & _LAYER_MASK)
+    s = (r >> _U8) & _U1
+    x = float(r >> _U11) * W[i]
+    while True:
+        if i == 0:
+            # Tail beyond R: exponential proposals, accepted with prob exp(-a^2/2).
+            while True:
+                c += GOLDEN
+                a = -math.log(_open01(_mix(c))) / R
+                c += GOLDEN
+                e = -math.log(_open01(_mix(c)))
+                if e + e > a * a:
+                    return _signed(R + a, s)
+        c += GOLDEN
+        y = F[i] + _open01(_mix(c)) * (F[i + 1] - F[i])
+        if y < math.exp(-0.5 * x * x):
+            return _signed(x, s)
+        c += GOLDEN
+        d = _mix(c)
+        i = np.intp(d & _LAYER_MASK)
+        s = (d >> _U8) & _U1
+        j = d >> _U11
+        x = float(j) * W[i]
+        if j < K[i]:
+            return _signed(x, s)
+
+
+@njit(cache=True, nogil=True)
+def _anomaly_count(ka, log1m_rate, limit, block_size):
+    """Number of anomalies at block positions < ``limit`` (see ``_anomaly_positions``)."""
+    n = 0
+    p = -1.0
+    c = ka
+    while True:
+        c += GOLDEN
+        # np.floor stays float64 (math.floor is an int64 in numba and overflows for tiny rates)
+        g = np.floor(math.log(_open01(_mix(c))) / log1m_rate)
+        if p + 1.0 + g >= block_size:
+            return n
+        p = p + 1.0 + g
+        if p >= limit:
+            return n
+        n += 1
+
+
+@njit(cache=True, nogil=True)
+def _anomaly_positions(ka, log1m_rate, limit, block_size, pos, negative):
+    """Bernoulli(rate) anomalies by geometric gaps: one draw per anomaly, not per sample.
+
+    The gap before the next success of a Bernoulli(rate) sequence is
+    ``floor(log(U) / log(1 - rate))`` (inversion of the geometric law, Devroye,
+    "Non-Uniform Random Variate Generation", 1986, X.2).  The low bit of the same
+    draw gives the sign.  Fills ``pos`` and ``negative`` (sized by
+    ``_anomaly_count``) in increasing position order.
+    """
+    n = 0
+    p = -1.0
+    c = ka
+    while n < pos.shape[0]:
+        c += GOLDEN
+        d = _mix(c)
+        g = np.floor(math.log(_open01(d)) / log1m_rate)
+        if p + 1.0 + g >= block_size:
+            break
+        p = p + 1.0 + g
+        if p >= limit:
+            break
+        pos[n] = np.int64(p)
+        negative[n] = (d & _U1) == _U1
+        n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _anomaly_counts(keys, log1m_rate, limits, block_size, out):
+    """``_anomaly_count`` for many blocks (``keys[b]`` with ``limits[b]``)."""
+    for b in range(keys.shape[0]):
+        out[b] = _anomaly_count(keys[b], log1m_rate, limits[b], block_size)
+
+
+def block_keys(seed: int, block: int) -> np.ndarray:
+    """Keys (k0 unit draws, k1 rejection sub-streams, ka anomalies) of RNG block ``block``."""
+    return np.random.SeedSequence(seed, spawn_key=(block,)).generate_state(3, np.uint64)
