@@ -135,6 +135,11 @@ def run_consumer(
     threads = threads or os.cpu_count() or 1
     stop = stop or threading.Event()
     if wait_s > 0:
+        # numba's first use costs about 0.5 s (mostly setting up its compiler state):
+        # pay it while the producer starts up, not after its stream appears.
+        from consumer.kernels.zscore import preload
+
+        preload()
         _wait_for_stream(file, labels, wait_s, stop)
     reader = StreamReader(file, raw_dtype=raw_dtype, chunk_size=chunk_size)
     context = {"generation": reader.generation, "reader": reader, "log": log}
@@ -188,6 +193,7 @@ def run_consumer(
             "anomalies": outputs.anomalies,
             "seconds": round(seconds, 4),
             "samples_per_s": processed / seconds if seconds > 0 else 0.0,
+            "finished_at": time.time(),
             "peak_rss_bytes": peak_rss_bytes(),
             "threads": threads,
             "detector": detector.describe(),

@@ -131,6 +131,8 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
         "samples": result.samples,
         "seconds": round(seconds, 4),
         "total_seconds": round(total_seconds, 4),
+        "started_at": result.started_at,
+        "finished_at": result.started_at + seconds,
         "samples_per_s": rate,
         "mb_per_s": rate * itemsize / 1e6,
         "peak_rss_bytes": rss,

@@ -1,8 +1,8 @@
 """Multithreaded chunk writers: any-order (SSD) and strictly in-order ``--sync`` (HDD).
 
-numpy's fills, the numba kernel, ``zlib.crc32`` and ``os.pwrite`` all release
-the GIL, so workers run in parallel.  Writes go through ``pwrite`` rather than a
-memory map: pages written through a map stay in the writer's RSS.
+The numba kernels (generation and ``shared.checksum.crc32``) and ``os.pwrite``
+all release the GIL, so workers run in parallel.  Writes go through ``pwrite``
+rather than a memory map: pages written through a map stay in the writer's RSS.
 
 * async: each worker generates its chunk one 64K-sample RNG block at a time
   into a block-sized buffer, updates the chunk's CRC-32 and writes the block
@@ -22,7 +22,6 @@ import os
 import queue
 import threading
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from producer.generate import ALGORITHM, BIT_GENERATOR, BLOCK_SIZE, BlockGenerator
+from shared.checksum import crc32
+from shared.checksum import warm_up as warm_up_crc32
 from shared.errors import FormatError, StopRequest, StreamError, UsageError
 from shared.params import GenerationParams
 from shared.stream import (
@@ -57,6 +58,7 @@ class WriteResult:
     chunks: int
     labels_path: Path | None
     num_labels: int
+    started_at: float = 0.0  # time.time() when generation began (after set-up)
 
 
 class _Labels:
@@ -149,6 +151,7 @@ def write_stream(
         return WriteResult(0, 0.0, 0, None, 0)
     gen = BlockGenerator(params, num_samples, dtype)
     gen.warm_up()
+    warm_up_crc32()
     labels: _Labels | None = None
     try:
         stale = sibling(path, LABELS_SUFFIX)
@@ -159,6 +162,7 @@ def write_stream(
             keep = resume and any(writer.committed())
             labels = _Labels(sibling(path, LABELS_SUFFIX), gen, layout.chunk_size, keep)
             writer.write_labels_meta(labels_file=labels.path.name, num_labels=labels.total)
+        started_at = time.time()
         t0 = time.perf_counter()
         run = _sync_chunks if sync else _async_chunks
         run(writer, gen, labels, todo, max(1, threads), lookahead, stop, fsync, on_progress)
@@ -186,7 +190,8 @@ def write_stream(
             labels.close()
     done = sum(layout.bounds(i)[1] - layout.bounds(i)[0] for i in todo)
     return WriteResult(
-        done, seconds, len(todo), labels.path if labels else None, labels.total if labels else 0
+        done, seconds, len(todo), labels.path if labels else None,
+        labels.total if labels else 0, started_at,
     )
 
 
@@ -196,7 +201,7 @@ def _generate_chunk(gen, layout, labels, chunk, buf) -> tuple[np.ndarray, int]:
     checksum = 0
     found = []
     for _, view, pos in gen.blocks(a, b, buf):
-        checksum = zlib.crc32(view, checksum)
+        checksum = crc32(view, checksum)
         if len(pos):
             found.append(pos)
     if labels is not None:
@@ -210,7 +215,7 @@ def _stream_chunk(writer, gen, labels, chunk, block_buf) -> int:
     checksum = 0
     found = []
     for first, view, pos in gen.blocks(a, b, block_buf, reuse=True):
-        checksum = zlib.crc32(view, checksum)
+        checksum = crc32(view, checksum)
         writer.write_at(first, view)
         if len(pos):
             found.append(pos)

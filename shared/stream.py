@@ -32,7 +32,6 @@ import os
 import shutil
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,8 +61,10 @@ def sidecar_path(path: str | os.PathLike[str]) -> Path:
 
 
 def crc32(buf: np.ndarray | bytes | memoryview) -> int:
-    """CRC-32 (zlib/IEEE polynomial) of the raw bytes; zlib releases the GIL."""
-    return zlib.crc32(buf) & 0xFFFFFFFF
+    """CRC-32 (zlib/IEEE polynomial) of the raw bytes, equal to ``zlib.crc32(buf)``."""
+    from shared.checksum import crc32 as folded_crc32
+
+    return folded_crc32(buf)
 
 
 # --------------------------------------------------------------------------- NPY header

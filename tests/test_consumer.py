@@ -439,7 +439,7 @@ def test_outputs_are_readable_prefixes_mid_run(spawn_module, tmp_path):
                         "--threads", 2, "--quiet", "--timeout", 30)
     wait_for(lambda: idx_path.exists() and pq_path.exists() or cons.poll() is not None)
     reads: list[tuple[np.ndarray, np.ndarray]] = []
-    with Throttle(prod, run=0.01, pause=0.1):
+    with Throttle(prod, run=0.004, pause=0.1):  # stretches ~0.1 s of work to seconds
         while cons.poll() is None:
             a = np.load(idx_path)
             b = pq.read_table(pq_path)["index"].to_numpy()

@@ -178,3 +178,8 @@ def zscore(
     else:
         k = _block_zscore(x, 0, 0, n, block, threshold, idx, sc, dense)
     return idx[:k].copy(), sc[:k].copy(), (dense if scores else None)
+
+
+def preload() -> None:
+    """Initialise numba and load the float64 rolling kernel from its cache (tiny input)."""
+    zscore(np.zeros(4), window=2)
