@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", default="10", help="consumer's producer-heartbeat timeout")
     p.add_argument("--plot", help="throughput chart path (default <stem>.throughput.png)")
     p.add_argument("--quiet", action="store_true", help="no live progress")
+    p.add_argument("--time", action="store_true",
+                   help="also print the figures as one JSON line at the end")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -224,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {r[0]:<14}{r[1]:>14}{r[2]:>14}")
     print(f"  end to end: {n:,} samples in {wall:.2f} s = {n / wall / 1e6:.1f}M samples/s "
           "(both processes, start to finish)")
+    span = None
     if pf.get("started_at") and cf.get("finished_at"):
         # From the start of generation to the consumer's last result: the pipeline
         # without each process's start-up (interpreter, imports, numba's first load).
@@ -248,6 +251,14 @@ def run(args: argparse.Namespace) -> int:
                 shutil.copy(plot, keep_plot)
                 print(f"  (temporary files removed; chart copied to {keep_plot}; --keep keeps all)")
             shutil.rmtree(tmpdir)
+    if args.time:
+        print(json.dumps({
+            "samples": n, "detector": args.detector,
+            "wall_seconds": round(wall, 4), "wall_samples_per_s": n / wall,
+            "pipeline_seconds": round(span, 4) if span else None,
+            "pipeline_samples_per_s": n / span if span else None,
+            "producer": pf, "consumer": cf,
+        }))
     return 0
 
 

@@ -23,12 +23,21 @@ def run(tmp_path, *args, timeout=300):
 def test_end_to_end_zscore_with_file(tmp_path):
     res = run(tmp_path, "--num_samples", "3000000", "--detector", "zscore", "--file", "s.npy",
               "--seasonality", "", "--anomalies", '{"rate": 1e-4, "magnitude": 9}',
-              "--chunk_size", "131072")
+              "--chunk_size", "131072", "--time")
     assert res.returncode == 0, res.stderr
     out = res.stdout
     for word in ("producer", "consumer", "M samples/s", "peak RSS MiB", "end to end",
-                 "precision", "recall", "throughput chart"):
+                 "pipeline", "precision", "recall", "throughput chart"):
         assert word in out, out
+    # --time: the same figures as JSON; the pipeline (start of generation to the last
+    # result) lies inside the wall-clock span and after the producer started generating.
+    fig = json.loads(out.strip().splitlines()[-1])
+    assert fig["samples"] == 3_000_000 and fig["detector"] == "zscore"
+    assert 0 < fig["pipeline_seconds"] < fig["wall_seconds"]
+    assert fig["producer"]["started_at"] <= fig["producer"]["finished_at"]
+    assert fig["producer"]["started_at"] < fig["consumer"]["finished_at"]
+    assert fig["pipeline_seconds"] == round(
+        fig["consumer"]["finished_at"] - fig["producer"]["started_at"], 4)
     # The tailing consumer's result equals a whole-series computation on the final file.
     x = np.load(tmp_path / "s.npy")
     idx = np.load(tmp_path / "s.anomalies.npy")
