@@ -9,7 +9,7 @@ produced in any order, and the loop carries nothing but one addition.
 Normals use the 256-layer ziggurat of Marsaglia & Tsang ("The ziggurat method
 for generating random variables", J. Stat. Softw. 5(8), 2000) with one 64-bit
 word per try: 8 bits pick the layer, 1 bit the sign and 53 bits the abscissa.
-About 99% of samples leave through the fast path (one multiply, one compare).
+About 98.5% of samples leave through the fast path (one multiply, one compare).
 The rare rejections draw from a sub-stream keyed by the sample's position, so
 they too depend on nothing but (key, position).
 
