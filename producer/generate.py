@@ -90,7 +90,7 @@ def _fill_block(
             else:
                 z = _normal_slow(r, k1, t, W, K, F, ZIGGURAT_R)
         else:
-            z = float(r >> _U11) * _TWO_M53
+            z = float(np.int64(r >> _U11)) * _TWO_M53
         y = loc + scale * z
         if m > 0:
             y = y + table[j]

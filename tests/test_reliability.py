@@ -402,6 +402,18 @@ def test_producer_resume_refuses_other_parameters_and_no_ops_when_complete(
         assert "cannot resume" in line and text in line, (name, line)
         assert out == ""
     assert snapshot(d) == before, "a refused --resume modified the stream"
+    # A stream written by the earlier generation algorithm (numpy SFC64) has other bytes:
+    # finishing it with this one would mix two algorithms in one file.
+    current = side.read_text()
+    old = json.loads(current)
+    old["generation"].update(bit_generator="SFC64", algorithm=1)
+    side.write_text(json.dumps(old))
+    before_old = snapshot(d)
+    rc, out, err = run("producer", *base, "--resume", cwd=d)
+    line = one_line(err, "producer")
+    assert rc == 2 and "cannot resume" in line and "'bit_generator'" in line, line
+    assert snapshot(d) == before_old
+    side.write_text(current)
     # The right parameters finish it; then a second --resume has nothing to do.
     rc, out, err = run("producer", *base, "--resume", cwd=d)
     assert rc == 0 and err == "", err
