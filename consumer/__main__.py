@@ -8,7 +8,7 @@ import sys
 import threading
 
 from consumer.run import OutputPaths, run_consumer
-from shared.cli import OneLineParser, run_cli
+from shared.cli import OneLineParser, exit_now, run_cli
 from shared.errors import StopRequest, UsageError
 from shared.params import positive_float, positive_int
 
@@ -146,4 +146,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

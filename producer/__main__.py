@@ -10,7 +10,7 @@ import threading
 import time
 
 from producer.generate import BLOCK_SIZE
-from shared.cli import OneLineParser, run_cli
+from shared.cli import OneLineParser, exit_now, run_cli
 from shared.errors import StopRequest, UsageError
 from shared.params import generation_params, positive_float, positive_int
 from shared.stream import SUPPORTED_DTYPES
@@ -162,4 +162,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
