@@ -68,8 +68,7 @@ class _Labels:
     chunk knows where its labels go and can write them before it commits.
     """
 
-    def __init__(self, path: Path, gen: BlockGenerator, chunk_size: int, resume: bool) -> None:
-        counts = gen.label_counts()
+    def __init__(self, path: Path, counts: np.ndarray, chunk_size: int, resume: bool) -> None:
         self.total = int(counts.sum())
         blocks_per_chunk = chunk_size // BLOCK_SIZE
         starts = np.concatenate([[0], np.cumsum(counts)])
@@ -131,6 +130,19 @@ def write_stream(
         raise UsageError(f"--chunk_size must be a multiple of the RNG block size {BLOCK_SIZE}")
     stop = stop or threading.Event()
     path = Path(path)
+    labels_path = sibling(path, LABELS_SUFFIX)
+    if params.anomalies is not None and not (overwrite or resume) and labels_path.exists():
+        raise UsageError(f"{labels_path} exists; pass --overwrite to replace it")
+    gen = BlockGenerator(params, num_samples, dtype)
+    counted: list[np.ndarray] = []
+
+    def labels_space() -> dict[Path, int]:
+        # Per-block label counts come from the anomaly keys alone (cheap): they size the
+        # labels file, which the up-front space check includes once the data fits.
+        counted.append(gen.label_counts())
+        total = int(counted[0].sum())
+        return {labels_path: len(npy_header("<i8", total)) + 8 * total}
+
     writer = StreamWriter(
         path,
         num_samples=num_samples,
@@ -141,6 +153,7 @@ def write_stream(
         resume=resume,
         fsync=fsync,
         preallocate=preallocate,
+        companions=labels_space if params.anomalies is not None else None,
     )
     layout = writer.layout
     todo = [i for i, done in enumerate(writer.committed()) if not done]
@@ -149,18 +162,17 @@ def write_stream(
     if writer.status == "complete":
         writer.close()
         return WriteResult(0, 0.0, 0, None, 0)
-    gen = BlockGenerator(params, num_samples, dtype)
     gen.warm_up()
     warm_up_crc32()
     labels: _Labels | None = None
     try:
-        stale = sibling(path, LABELS_SUFFIX)
-        if overwrite and params.anomalies is None and stale.is_file():
-            stale.unlink()  # the replaced run's labels do not describe this data
+        if overwrite and params.anomalies is None and labels_path.is_file():
+            labels_path.unlink()  # the replaced run's labels do not describe this data
         if params.anomalies is not None:
+            counts = counted[0] if counted else gen.label_counts()
             # A stream killed before its first commit may not have its labels file yet.
             keep = resume and any(writer.committed())
-            labels = _Labels(sibling(path, LABELS_SUFFIX), gen, layout.chunk_size, keep)
+            labels = _Labels(labels_path, counts, layout.chunk_size, keep)
             writer.write_labels_meta(labels_file=labels.path.name, num_labels=labels.total)
         started_at = time.time()
         t0 = time.perf_counter()

@@ -32,7 +32,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -277,8 +277,12 @@ class StreamWriter:
         heartbeat_interval: float = 0.5,
         publish_interval: float = 0.02,
         preallocate: bool = True,
+        companions: Callable[[], dict[Path, int]] | None = None,
     ) -> None:
         self.path = Path(path)
+        # Sizes of files written beside the stream (the labels file), for the space
+        # check; asked for only once the data file itself fits.
+        self.companions = companions
         self.preallocate = preallocate
         self.sidecar = sidecar_path(self.path)
         self.fsync = fsync
@@ -347,14 +351,21 @@ class StreamWriter:
                     )
         header = npy_header(dtype, n)
         self.layout = Layout(n, np.dtype(SUPPORTED_DTYPES[dtype]), chunk_size, len(header))
-        needed = self.layout.file_size
         # Check space before touching anything; an overwritten file's blocks come back.
-        reclaim = path.stat().st_blocks * 512 if path.exists() else 0
         free = shutil.disk_usage(parent).free
-        if needed > free + reclaim:
-            raise StreamError(
-                f"{path}: not enough disk space: need {needed} bytes, {free + reclaim} free"
-            )
+        needed = self.layout.file_size
+        beside: dict[Path, int] = {}
+        for step in range(2):
+            if step == 1:
+                if self.companions is None:
+                    break
+                beside = self.companions()
+                needed += sum(beside.values())
+            reclaim = sum(p.stat().st_blocks * 512 for p in (path, *beside) if p.is_file())
+            if needed > free + reclaim:
+                raise StreamError(
+                    f"{path}: not enough disk space: need {needed} bytes, {free + reclaim} free"
+                )
         created = not path.exists()
         # Open without truncating so that a live producer's lock is honoured first.
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -384,7 +395,7 @@ class StreamWriter:
         try:
             self._publish()
             os.ftruncate(fd, 0)
-            self._reserve(needed)
+            self._reserve(self.layout.file_size)
             os.pwrite(fd, header, 0)
             self._make_spare()  # after the data's reservation, which must not fail for it
         except BaseException as e:

@@ -607,6 +607,24 @@ def test_existing_file_needs_overwrite(run_producer, tmp_path, small_stream, sna
     assert snapshot(tmp_path) == before
 
 
+def test_existing_labels_file_needs_overwrite(run_producer, tmp_path):
+    # Someone else's gen.labels.npy beside a new stream is not silently replaced.
+    (tmp_path / "gen.labels.npy").write_bytes(b"precious")
+    rc, out, err = run_producer("--num_samples", 100_000, "--file", "gen.npy",
+                                "--anomalies", '{"rate": 0.01}')
+    assert rc == 2 and out == "", (rc, out, err)
+    assert len(err.strip().splitlines()) == 1 and "gen.labels.npy" in err and "--overwrite" in err
+    assert (tmp_path / "gen.labels.npy").read_bytes() == b"precious"
+    assert not (tmp_path / "gen.npy").exists() and not (tmp_path / "gen.stream.json").exists()
+    rc, out, err = run_producer("--num_samples", 100_000, "--file", "gen.npy", "--quiet",
+                                "--anomalies", '{"rate": 0.01}', "--overwrite")
+    assert rc == 0, err
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "gen.labels.npy"),
+        generate_with_labels(100_000, anomalies={"rate": 0.01})[1],
+    )
+
+
 def test_overwrite_replaces_the_stream(run_producer, tmp_path, small_stream):
     _install(small_stream, tmp_path)
     n = 150_001

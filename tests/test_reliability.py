@@ -580,6 +580,16 @@ def test_disk_full_up_front_leaves_nothing_behind(tmpfs, snapshot):
         assert "disk space" in line and f"need {need} bytes" in line, line
         assert f"{free} free" in line, line
     assert snapshot(d) == {}, "a stream that never started left files behind"
+    # Data that fits, with a labels file (header and 8 bytes per label) that does not:
+    # refused before anything is written.
+    m = 400_000
+    labels = len(generate_with_labels(m, anomalies={"rate": 0.5})[1])
+    assert 128 + 8 * m < free < 128 + 8 * m + 128 + 8 * labels
+    rc, _, err = run("producer", "--num_samples", m, "--file", "l.npy", "--anomalies",
+                     '{"rate": 0.5}', cwd=d)
+    line = one_line(err, "producer")
+    assert rc == 1 and f"need {128 + 8 * m + 128 + 8 * labels} bytes" in line, line
+    assert snapshot(d) == {}
     # An existing (smaller) stream is not touched when its replacement does not fit.
     rc, _, err = run("producer", "--num_samples", 200_000, "--file", "old.npy", "--quiet",
                      cwd=d)
