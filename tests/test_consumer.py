@@ -564,3 +564,33 @@ def test_console_script_installed(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stdout.strip() == "0", p.stderr
+
+
+# -- 7. Parquet republishing keeps one row group per chunk ---------------------------------
+
+
+def test_parquet_republish_keeps_row_groups_and_rows(tmp_path):
+    from consumer.detect import ChunkResult
+    from consumer.sink import COPY_ROWS, ParquetFile
+
+    # Empty chunks, tiny ones, and two that together exceed one copy batch.
+    sizes = [0, 5, 0, COPY_ROWS // 2 + 7, COPY_ROWS // 2 + 9, 1, 0, 3]
+    rng = np.random.default_rng(3)
+    path = tmp_path / "p.parquet"
+    f = ParquetFile(path)
+    want = []
+    start = 0
+    for chunk, k in enumerate(sizes):
+        idx = np.sort(rng.choice(1 << 40, k, replace=False)).astype(np.int64) + start
+        vals, scores = rng.standard_normal(k), rng.random(k)
+        f.append(ChunkResult(chunk, start, start + 1, idx, vals, scores, None))
+        want.append((idx, vals, scores))
+        if chunk in (2, 5, 7):  # publish three times: every later publish copies the earlier
+            f.publish()
+        start += 1 << 41
+    pf = pq.ParquetFile(path)
+    assert [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)] == sizes
+    table = pf.read()
+    np.testing.assert_array_equal(table["index"].to_numpy(), np.concatenate([w[0] for w in want]))
+    np.testing.assert_array_equal(table["value"].to_numpy(), np.concatenate([w[1] for w in want]))
+    np.testing.assert_array_equal(table["score"].to_numpy(), np.concatenate([w[2] for w in want]))
