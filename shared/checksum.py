@@ -27,12 +27,21 @@ _K3, _K4 = 0x1751997D0, 0x0CCAA009E
 
 
 def _has_pclmul() -> bool:
+    """Whether numba compiles for a CPU with PCLMULQDQ (host, or NUMBA_CPU_NAME/FEATURES)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return False
     try:
-        import llvmlite.binding as llvm
+        from numba.core import config
 
-        return "+pclmul" in llvm.get_host_cpu_features().flatten().split(",")
+        if config.CPU_NAME and config.CPU_NAME.lower() != "host":
+            # A pinned target (e.g. "generic" for portable caches) has only the features
+            # it names; without +pclmul LLVM could not select the instruction.
+            features = config.CPU_FEATURES or ""
+        else:
+            import llvmlite.binding as llvm
+
+            features = llvm.get_host_cpu_features().flatten()
+        return "+pclmul" in features.split(",")
     except Exception:  # noqa: BLE001 - no feature list: use zlib, which is always right
         return False
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -15,12 +19,31 @@ from shared.checksum import FOLDING, crc32
 def test_reports_which_kernel_runs():
     # On x86-64 with PCLMULQDQ (every CI and development machine we use) the folding
     # kernel must be the one under test, or the tests below would only test zlib.
-    import platform
-
-    if platform.machine() in ("x86_64", "AMD64"):
+    if platform.machine() in ("x86_64", "AMD64") and not os.environ.get("NUMBA_CPU_NAME"):
         import llvmlite.binding as llvm
 
         assert FOLDING == ("+pclmul" in llvm.get_host_cpu_features().flatten().split(","))
+
+
+@pytest.mark.parametrize(("cpu", "features", "folding"), [
+    ("generic", "", False),  # a portable numba target: no PCLMULQDQ, so zlib
+    ("generic", "+sse2,+pclmul", True),
+])
+def test_pinned_numba_target(cpu, features, folding, tmp_path):
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("x86-64 only")
+    code = (
+        "import zlib, numpy as np; from shared.checksum import FOLDING, crc32; "
+        "x = np.random.default_rng(1).standard_normal(10_000); "
+        "print(FOLDING, crc32(x) == zlib.crc32(x), crc32(x[1:], 7) == zlib.crc32(x[1:], 7))"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES=features,
+               NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=root)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(folding), "True", "True"]
 
 
 @pytest.mark.parametrize("offset", range(9))
