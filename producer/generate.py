@@ -31,9 +31,13 @@ import numpy as np
 from numba import njit
 
 from producer.sampling import (
+    _LAYER_MASK,
+    _TWO_M53,
+    _U1,
+    _U8,
+    _U11,
     GOLDEN,
     ZIGGURAT_R,
-    _anomaly_count,
     _anomaly_counts,
     _anomaly_positions,
     _mix,
@@ -50,11 +54,6 @@ BIT_GENERATOR = "SplitMix64"
 ALGORITHM = 2  # bump when the formula or the RNG keying changes
 
 _W, _K, _F = ziggurat_tables()
-_U8 = np.uint64(8)
-_U11 = np.uint64(11)
-_U1 = np.uint64(1)
-_LAYER_MASK = np.uint64(0xFF)
-_TWO_M53 = 2.0**-53
 
 
 @njit(cache=True, nogil=True)
@@ -135,6 +134,7 @@ class BlockGenerator:
         if a is not None and a.rate > 0:
             self.log1m_rate = math.log1p(-a.rate) if a.rate < 1 else -math.inf
         self.spike_size = a.magnitude * params.distribution.std if a is not None else 0.0
+        self._label_counts: np.ndarray | None = None
 
     def warm_up(self) -> None:
         """Load the compiled kernels (numba cache) now rather than inside a timed run."""
@@ -170,23 +170,29 @@ class BlockGenerator:
             return self._no_anomalies()
         ka = (block_keys(self.params.seed, block) if keys is None else keys)[2]
         limit = self._limit(block)
-        k = _anomaly_count(ka, self.log1m_rate, limit, BLOCK_SIZE)
-        pos = np.empty(k, np.int64)
-        negative = np.empty(k, np.bool_)
+        pos, negative = np.empty(0, np.int64), np.empty(0, np.bool_)
+        k = _anomaly_positions(ka, self.log1m_rate, limit, BLOCK_SIZE, pos, negative)
+        pos, negative = np.empty(k, np.int64), np.empty(k, np.bool_)
         _anomaly_positions(ka, self.log1m_rate, limit, BLOCK_SIZE, pos, negative)
         spike = np.where(negative, -self.spike_size, self.spike_size)
         return pos, spike
 
     def label_counts(self) -> np.ndarray:
-        """Number of anomalies in every block (drawn from the anomaly keys only)."""
-        counts = np.zeros(self.num_blocks, np.int64)
-        if self.log1m_rate is None:
-            return counts
-        seed = self.params.seed
-        keys = np.array([block_keys(seed, b)[2] for b in range(self.num_blocks)], np.uint64)
-        limits = np.array([self._limit(b) for b in range(self.num_blocks)], np.int64)
-        _anomaly_counts(keys, self.log1m_rate, limits, BLOCK_SIZE, counts)
-        return counts
+        """Number of anomalies in every block (drawn from the anomaly keys only).
+
+        Computed once (one ``SeedSequence`` per block) and kept: the producer needs
+        it both for its space check and to lay out the labels file.
+        """
+        if self._label_counts is None:
+            counts = np.zeros(self.num_blocks, np.int64)
+            if self.log1m_rate is not None:
+                seed = self.params.seed
+                keys = np.array([block_keys(seed, b)[2] for b in range(self.num_blocks)],
+                                np.uint64)
+                limits = np.array([self._limit(b) for b in range(self.num_blocks)], np.int64)
+                _anomaly_counts(keys, self.log1m_rate, limits, BLOCK_SIZE, counts)
+            self._label_counts = counts
+        return self._label_counts
 
     # -- samples -----------------------------------------------------------------------
 

@@ -119,56 +119,42 @@ def _normal_slow(r, k1, t, W, K, F, R):
 
 
 @njit(cache=True, nogil=True)
-def _anomaly_count(ka, log1m_rate, limit, block_size):
-    """Number of anomalies at block positions < ``limit`` (see ``_anomaly_positions``)."""
-    n = 0
-    p = -1.0
-    c = ka
-    while True:
-        c += GOLDEN
-        # np.floor stays float64 (math.floor is an int64 in numba and overflows for tiny rates)
-        g = np.floor(math.log(_open01(_mix(c))) / log1m_rate)
-        if p + 1.0 + g >= block_size:
-            return n
-        p = p + 1.0 + g
-        if p >= limit:
-            return n
-        n += 1
-
-
-@njit(cache=True, nogil=True)
 def _anomaly_positions(ka, log1m_rate, limit, block_size, pos, negative):
     """Bernoulli(rate) anomalies by geometric gaps: one draw per anomaly, not per sample.
 
     The gap before the next success of a Bernoulli(rate) sequence is
     ``floor(log(U) / log(1 - rate))`` (inversion of the geometric law, Devroye,
     "Non-Uniform Random Variate Generation", 1986, X.2).  The low bit of the same
-    draw gives the sign.  Fills ``pos`` and ``negative`` (sized by
-    ``_anomaly_count``) in increasing position order.
+    draw gives the sign.  Returns the number of anomalies at block positions
+    < ``limit``, and writes the first ``len(pos)`` of them (increasing) into
+    ``pos`` and ``negative``: pass empty arrays to count, then arrays of that size.
     """
     n = 0
     p = -1.0
     c = ka
-    while n < pos.shape[0]:
+    while True:
         c += GOLDEN
         d = _mix(c)
+        # np.floor stays float64 (math.floor is an int64 in numba and overflows for tiny rates)
         g = np.floor(math.log(_open01(d)) / log1m_rate)
         if p + 1.0 + g >= block_size:
-            break
+            return n
         p = p + 1.0 + g
         if p >= limit:
-            break
-        pos[n] = np.int64(p)
-        negative[n] = (d & _U1) == _U1
+            return n
+        if n < pos.shape[0]:
+            pos[n] = np.int64(p)
+            negative[n] = (d & _U1) == _U1
         n += 1
-    return n
 
 
 @njit(cache=True, nogil=True)
 def _anomaly_counts(keys, log1m_rate, limits, block_size, out):
-    """``_anomaly_count`` for many blocks (``keys[b]`` with ``limits[b]``)."""
+    """Anomaly counts of many blocks (``keys[b]`` with ``limits[b]``)."""
+    no_pos = np.empty(0, np.int64)
+    no_sign = np.empty(0, np.bool_)
     for b in range(keys.shape[0]):
-        out[b] = _anomaly_count(keys[b], log1m_rate, limits[b], block_size)
+        out[b] = _anomaly_positions(keys[b], log1m_rate, limits[b], block_size, no_pos, no_sign)
 
 
 def block_keys(seed: int, block: int) -> np.ndarray:

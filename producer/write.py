@@ -134,13 +134,11 @@ def write_stream(
     if params.anomalies is not None and not (overwrite or resume) and labels_path.exists():
         raise UsageError(f"{labels_path} exists; pass --overwrite to replace it")
     gen = BlockGenerator(params, num_samples, dtype)
-    counted: list[np.ndarray] = []
 
     def labels_space() -> dict[Path, int]:
         # Per-block label counts come from the anomaly keys alone (cheap): they size the
         # labels file, which the up-front space check includes once the data fits.
-        counted.append(gen.label_counts())
-        total = int(counted[0].sum())
+        total = int(gen.label_counts().sum())
         return {labels_path: len(npy_header("<i8", total)) + 8 * total}
 
     writer = StreamWriter(
@@ -169,10 +167,9 @@ def write_stream(
         if overwrite and params.anomalies is None and labels_path.is_file():
             labels_path.unlink()  # the replaced run's labels do not describe this data
         if params.anomalies is not None:
-            counts = counted[0] if counted else gen.label_counts()
             # A stream killed before its first commit may not have its labels file yet.
             keep = resume and any(writer.committed())
-            labels = _Labels(labels_path, counts, layout.chunk_size, keep)
+            labels = _Labels(labels_path, gen.label_counts(), layout.chunk_size, keep)
             writer.write_labels_meta(labels_file=labels.path.name, num_labels=labels.total)
         started_at = time.time()
         t0 = time.perf_counter()

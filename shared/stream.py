@@ -353,19 +353,18 @@ class StreamWriter:
         self.layout = Layout(n, np.dtype(SUPPORTED_DTYPES[dtype]), chunk_size, len(header))
         # Check space before touching anything; an overwritten file's blocks come back.
         free = shutil.disk_usage(parent).free
-        needed = self.layout.file_size
-        beside: dict[Path, int] = {}
-        for step in range(2):
-            if step == 1:
-                if self.companions is None:
-                    break
-                beside = self.companions()
-                needed += sum(beside.values())
-            reclaim = sum(p.stat().st_blocks * 512 for p in (path, *beside) if p.is_file())
+
+        def check(needed: int, files: list[Path]) -> None:
+            reclaim = sum(p.stat().st_blocks * 512 for p in files if p.is_file())
             if needed > free + reclaim:
                 raise StreamError(
                     f"{path}: not enough disk space: need {needed} bytes, {free + reclaim} free"
                 )
+
+        check(self.layout.file_size, [path])
+        if self.companions is not None:  # sized only once the data itself fits
+            beside = self.companions()
+            check(self.layout.file_size + sum(beside.values()), [path, *beside])
         created = not path.exists()
         # Open without truncating so that a live producer's lock is honoured first.
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
