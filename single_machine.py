@@ -40,26 +40,40 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the producer and a tailing consumer concurrently, then report "
         "throughput, detection quality and a throughput chart.",
     )
-    p.add_argument("--num_samples", "--num-samples", default=str(DEFAULT_N),
-                   help=f"samples to generate (default {DEFAULT_N})")
+    p.add_argument(
+        "--num_samples",
+        "--num-samples",
+        default=str(DEFAULT_N),
+        help=f"samples to generate (default {DEFAULT_N})",
+    )
     p.add_argument("--file", help="stream path (default: a temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --file stream")
     # generation options, as the producer spells them (distribution params: --gen_params)
     p.add_argument("--type", default="normal", help="distribution: normal or uniform")
     p.add_argument("--gen_params", "--gen-params", help="distribution JSON (producer --params)")
-    p.add_argument("--seasonality", default=DEFAULT_SEASONALITY,
-                   help=f"seasonality JSON (default {DEFAULT_SEASONALITY}; '' for none)")
+    p.add_argument(
+        "--seasonality",
+        default=DEFAULT_SEASONALITY,
+        help=f"seasonality JSON (default {DEFAULT_SEASONALITY}; '' for none)",
+    )
     p.add_argument("--trend", help="trend JSON")
-    p.add_argument("--anomalies", default=DEFAULT_ANOMALIES,
-                   help=f"anomalies JSON (default {DEFAULT_ANOMALIES}; '' for none)")
+    p.add_argument(
+        "--anomalies",
+        default=DEFAULT_ANOMALIES,
+        help=f"anomalies JSON (default {DEFAULT_ANOMALIES}; '' for none)",
+    )
     p.add_argument("--seed", default="42")
     p.add_argument("--dtype", default="float64")
     p.add_argument("--chunk_size", "--chunk-size", default=None)
     p.add_argument("--sync", action="store_true", help="producer writes strictly in order")
     # detection
-    p.add_argument("--detector", default="stl", choices=["zscore", "stl"],
-                   help="consumer detector (default stl)")
+    p.add_argument(
+        "--detector",
+        default="stl",
+        choices=["zscore", "stl"],
+        help="consumer detector (default stl)",
+    )
     p.add_argument("--params", help="detector JSON (default: threshold 5)")
     p.add_argument("--producer_threads", "--producer-threads", default=None)
     p.add_argument("--consumer_threads", "--consumer-threads", default=None)
@@ -67,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", default="10", help="consumer's producer-heartbeat timeout")
     p.add_argument("--plot", help="throughput chart path (default <stem>.throughput.png)")
     p.add_argument("--quiet", action="store_true", help="no live progress")
-    p.add_argument("--time", action="store_true",
-                   help="also print the figures as one JSON line at the end")
+    p.add_argument(
+        "--time", action="store_true", help="also print the figures as one JSON line at the end"
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -106,8 +121,12 @@ def run(args: argparse.Namespace) -> int:
         ct = positive_int("--consumer_threads", args.consumer_threads)
     # Validate everything here, before any process starts or any file is made.
     gen = generation_params(
-        seed=positive_int("--seed", args.seed, minimum=0), type=args.type, params=args.gen_params,
-        seasonality=args.seasonality or None, trend=args.trend, anomalies=args.anomalies or None,
+        seed=positive_int("--seed", args.seed, minimum=0),
+        type=args.type,
+        params=args.gen_params,
+        seasonality=args.seasonality or None,
+        trend=args.trend,
+        anomalies=args.anomalies or None,
     )
     det_params = args.params if args.params is not None else DEFAULT_DETECTOR_PARAMS[args.detector]
     parse_json_object("--params", det_params)
@@ -130,9 +149,23 @@ def run(args: argparse.Namespace) -> int:
     py = [sys.executable, "-m"]
     gen_json = gen.to_json()
     prod_cmd = py + [
-        "producer", "--num_samples", str(n), "--file", str(stream), "--type", gen_json["type"],
-        "--params", json.dumps(gen_json["params"]), "--seed", str(gen.seed), "--dtype", args.dtype,
-        "--metrics", str(prod_metrics), "--quiet", "--time",
+        "producer",
+        "--num_samples",
+        str(n),
+        "--file",
+        str(stream),
+        "--type",
+        gen_json["type"],
+        "--params",
+        json.dumps(gen_json["params"]),
+        "--seed",
+        str(gen.seed),
+        "--dtype",
+        args.dtype,
+        "--metrics",
+        str(prod_metrics),
+        "--quiet",
+        "--time",
     ]
     for key in ("seasonality", "trend", "anomalies"):
         if gen_json[key]:
@@ -146,8 +179,19 @@ def run(args: argparse.Namespace) -> int:
     if pt:
         prod_cmd += ["--threads", str(pt)]
     cons_cmd = py + [
-        "consumer", "--file", str(stream), "--type", args.detector, "--params", det_params,
-        "--metrics", str(cons_metrics), "--timeout", str(args.timeout), "--quiet", "--time",
+        "consumer",
+        "--file",
+        str(stream),
+        "--type",
+        args.detector,
+        "--params",
+        det_params,
+        "--metrics",
+        str(cons_metrics),
+        "--timeout",
+        str(args.timeout),
+        "--quiet",
+        "--time",
     ]
     if gen.anomalies:
         cons_cmd += ["--labels", str(sibling(stream, ".labels.npy"))]
@@ -161,10 +205,16 @@ def run(args: argparse.Namespace) -> int:
     # Start the consumer first: it waits (--wait) for the stream to appear, so the two
     # interpreters import numba and friends at the same time instead of the consumer's
     # start-up eating into the producer's generation.
-    consumer = subprocess.Popen(cons_cmd + ["--wait", "120"], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env)
-    producer = subprocess.Popen(prod_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=env)
+    consumer = subprocess.Popen(
+        cons_cmd + ["--wait", "120"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    producer = subprocess.Popen(
+        prod_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     procs = {"producer": producer, "consumer": consumer}
     outputs: dict[str, tuple[str, str]] = {}
     live = not args.quiet
@@ -177,8 +227,10 @@ def run(args: argparse.Namespace) -> int:
                 if name not in outputs and proc.poll() is not None:
                     outputs[name] = proc.communicate()
                     if proc.returncode != 0 and failure is None:
-                        failure = (f"{name} failed (exit {proc.returncode}): "
-                                   f"{_stderr_tail(outputs[name][1])}")
+                        failure = (
+                            f"{name} failed (exit {proc.returncode}): "
+                            f"{_stderr_tail(outputs[name][1])}"
+                        )
                         for other, op in procs.items():
                             if other != name and op.poll() is None:
                                 op.send_signal(signal.SIGTERM)
@@ -187,9 +239,11 @@ def run(args: argparse.Namespace) -> int:
                 last_print = now
                 p_done = _last_samples(prod_metrics)
                 c_done = _last_samples(cons_metrics)
-                line = (f"[{now - t0:6.1f} s] producer {p_done / 1e6:8.1f}M  "
-                        f"consumer {c_done / 1e6:8.1f}M  lag {(p_done - c_done) / 1e6:7.1f}M "
-                        f"of {n / 1e6:.1f}M")
+                line = (
+                    f"[{now - t0:6.1f} s] producer {p_done / 1e6:8.1f}M  "
+                    f"consumer {c_done / 1e6:8.1f}M  lag {(p_done - c_done) / 1e6:7.1f}M "
+                    f"of {n / 1e6:.1f}M"
+                )
                 sys.stderr.write(("\r" + line) if tty else line + "\n")
                 sys.stderr.flush()
             time.sleep(0.05)
@@ -210,38 +264,55 @@ def run(args: argparse.Namespace) -> int:
     cf = _figures(outputs["consumer"][0])
     from shared.plot import render_throughput
 
-    render_throughput([prod_metrics, cons_metrics], plot,
-                      title=f"{n:,} samples, detector {args.detector}")
+    render_throughput(
+        [prod_metrics, cons_metrics], plot, title=f"{n:,} samples, detector {args.detector}"
+    )
     rows = [
         ("", "producer", "consumer"),
         ("samples", f"{pf.get('samples', 0):,}", f"{cf.get('samples', 0):,}"),
         ("seconds", f"{pf.get('seconds', 0):.2f}", f"{cf.get('seconds', 0):.2f}"),
-        ("M samples/s", f"{pf.get('samples_per_s', 0) / 1e6:.1f}",
-         f"{cf.get('samples_per_s', 0) / 1e6:.1f}"),
-        ("peak RSS MiB", f"{pf.get('peak_rss_bytes', 0) / 2**20:.0f}",
-         f"{cf.get('peak_rss_bytes', 0) / 2**20:.0f}"),
+        (
+            "M samples/s",
+            f"{pf.get('samples_per_s', 0) / 1e6:.1f}",
+            f"{cf.get('samples_per_s', 0) / 1e6:.1f}",
+        ),
+        (
+            "peak RSS MiB",
+            f"{pf.get('peak_rss_bytes', 0) / 2**20:.0f}",
+            f"{cf.get('peak_rss_bytes', 0) / 2**20:.0f}",
+        ),
     ]
     print()
     for r in rows:
         print(f"  {r[0]:<14}{r[1]:>14}{r[2]:>14}")
-    print(f"  end to end: {n:,} samples in {wall:.2f} s = {n / wall / 1e6:.1f}M samples/s "
-          "(both processes, start to finish)")
+    print(
+        f"  end to end: {n:,} samples in {wall:.2f} s = {n / wall / 1e6:.1f}M samples/s "
+        "(both processes, start to finish)"
+    )
     span = None
     if pf.get("started_at") and cf.get("finished_at"):
         # From the start of generation to the consumer's last result: the pipeline
         # without each process's start-up (interpreter, imports, numba's first load).
         span = cf["finished_at"] - pf["started_at"]
-        print(f"  pipeline: {span:.2f} s from first generated sample to last result = "
-              f"{n / span / 1e6:.1f}M samples/s")
-    print(f"  anomalies found: {cf.get('anomalies', 0):,} (detector {args.detector}, "
-          f"params {json.dumps(cf.get('detector', {}))})")
+        print(
+            f"  pipeline: {span:.2f} s from first generated sample to last result = "
+            f"{n / span / 1e6:.1f}M samples/s"
+        )
+    print(
+        f"  anomalies found: {cf.get('anomalies', 0):,} (detector {args.detector}, "
+        f"params {json.dumps(cf.get('detector', {}))})"
+    )
     if "precision" in cf:
-        print(f"  against {cf['labels']:,} injected labels: precision {cf['precision']:.4f}, "
-              f"recall {cf['recall']:.4f}, F1 {cf['f1']:.4f}")
+        print(
+            f"  against {cf['labels']:,} injected labels: precision {cf['precision']:.4f}, "
+            f"recall {cf['recall']:.4f}, F1 {cf['f1']:.4f}"
+        )
     print(f"  throughput chart: {plot}")
     outs = cf.get("outputs", {})
-    print(f"  outputs: {outs.get('indices')}, {outs.get('parquet')}, "
-          f"{sibling(stream, '.summary.json')}")
+    print(
+        f"  outputs: {outs.get('indices')}, {outs.get('parquet')}, "
+        f"{sibling(stream, '.summary.json')}"
+    )
     if tmpdir is not None:
         if args.keep:
             print(f"  kept {tmpdir}")
@@ -252,13 +323,20 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  (temporary files removed; chart copied to {keep_plot}; --keep keeps all)")
             shutil.rmtree(tmpdir)
     if args.time:
-        print(json.dumps({
-            "samples": n, "detector": args.detector,
-            "wall_seconds": round(wall, 4), "wall_samples_per_s": n / wall,
-            "pipeline_seconds": round(span, 4) if span else None,
-            "pipeline_samples_per_s": n / span if span else None,
-            "producer": pf, "consumer": cf,
-        }))
+        print(
+            json.dumps(
+                {
+                    "samples": n,
+                    "detector": args.detector,
+                    "wall_seconds": round(wall, 4),
+                    "wall_samples_per_s": n / wall,
+                    "pipeline_seconds": round(span, 4) if span else None,
+                    "pipeline_samples_per_s": n / span if span else None,
+                    "producer": pf,
+                    "consumer": cf,
+                }
+            )
+        )
     return 0
 
 

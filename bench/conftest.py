@@ -27,14 +27,29 @@ CORES = os.cpu_count() or 1
 THREADS = sorted({1, *range(2, CORES + 1)})
 
 
-def run_and_record(benchmark, fn, n: int, *, kernel: str, label: str, baseline: bool = False,
-                   threads: int | None = None, setup=None, **extra) -> None:
+def run_and_record(
+    benchmark,
+    fn,
+    n: int,
+    *,
+    kernel: str,
+    label: str,
+    baseline: bool = False,
+    threads: int | None = None,
+    setup=None,
+    **extra,
+) -> None:
     """Time ``fn`` (median of ROUNDS) and record samples/s for bench/charts.py."""
     benchmark.pedantic(fn, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=0)
     median = benchmark.stats.stats.median
     benchmark.extra_info.update(
-        samples=n, samples_per_s=n / median, kernel=kernel, label=label, baseline=baseline,
-        **({"threads": threads} if threads is not None else {}), **extra,
+        samples=n,
+        samples_per_s=n / median,
+        kernel=kernel,
+        label=label,
+        baseline=baseline,
+        **({"threads": threads} if threads is not None else {}),
+        **extra,
     )
 
 
@@ -46,8 +61,9 @@ def consumer_runner(stream: Path, out_dir: Path, type: str, params: dict, thread
 
     def run() -> None:
         stem = out_dir / f"{type}-{threads}-{next(runs)}"
-        paths = OutputPaths.for_input(stream, out=f"{stem}.parquet", indices=f"{stem}.npy",
-                                      summary=f"{stem}.json")
+        paths = OutputPaths.for_input(
+            stream, out=f"{stem}.parquet", indices=f"{stem}.npy", summary=f"{stem}.json"
+        )
         run_consumer(stream, type=type, params=params, threads=threads, paths=paths)
 
     return run

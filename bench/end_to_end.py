@@ -38,13 +38,18 @@ def main(argv: list[str] | None = None) -> int:
         fig = json.loads(out.stdout.strip().splitlines()[-1])
         walls.append(fig["wall_samples_per_s"] / 1e6)
         pipes.append(fig["pipeline_samples_per_s"] / 1e6)
-        print(f"run {k + 1}: wall {fig['wall_seconds']:.2f} s = {walls[-1]:.1f} M/s, "
-              f"pipeline {fig['pipeline_seconds']:.2f} s = {pipes[-1]:.1f} M/s, "
-              f"producer {fig['producer']['samples_per_s'] / 1e6:.1f} M/s, "
-              f"peak RSS {fig['producer']['peak_rss_bytes'] / 2**20:.0f} / "
-              f"{fig['consumer']['peak_rss_bytes'] / 2**20:.0f} MiB", flush=True)
-    print(f"median of {args.runs}: wall {statistics.median(walls):.1f} M/s, "
-          f"pipeline {statistics.median(pipes):.1f} M/s")
+        print(
+            f"run {k + 1}: wall {fig['wall_seconds']:.2f} s = {walls[-1]:.1f} M/s, "
+            f"pipeline {fig['pipeline_seconds']:.2f} s = {pipes[-1]:.1f} M/s, "
+            f"producer {fig['producer']['samples_per_s'] / 1e6:.1f} M/s, "
+            f"peak RSS {fig['producer']['peak_rss_bytes'] / 2**20:.0f} / "
+            f"{fig['consumer']['peak_rss_bytes'] / 2**20:.0f} MiB",
+            flush=True,
+        )
+    print(
+        f"median of {args.runs}: wall {statistics.median(walls):.1f} M/s, "
+        f"pipeline {statistics.median(pipes):.1f} M/s"
+    )
     return 0
 
 

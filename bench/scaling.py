@@ -54,8 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     results = []
 
     def record(what: str, threads: int, samples: int, seconds: float) -> None:
-        r = {"what": what, "threads": threads, "samples": samples, "seconds": round(seconds, 4),
-             "samples_per_s": samples / seconds, "cores": os.cpu_count()}
+        r = {
+            "what": what,
+            "threads": threads,
+            "samples": samples,
+            "seconds": round(seconds, 4),
+            "samples_per_s": samples / seconds,
+            "cores": os.cpu_count(),
+        }
         results.append(r)
         print(json.dumps(r), flush=True)
 
@@ -65,8 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     stl_decompose(series[:4000], 200, inner_iter=2)  # compile / load the kernels once
     producer.generate(1 << 16, seasonality=season)
     for t in args.threads:
-        record("generate to memory", t, n, _median_time(
-            lambda t=t: producer.generate(n, seasonality=season, threads=t), args.rounds))
+        record(
+            "generate to memory",
+            t,
+            n,
+            _median_time(
+                lambda t=t: producer.generate(n, seasonality=season, threads=t), args.rounds
+            ),
+        )
 
         def write(t=t) -> None:
             path = work / f"scaling-w{t}.npy"
@@ -77,15 +89,30 @@ def main(argv: list[str] | None = None) -> int:
         record("write stream (async)", t, n, _median_time(write, args.rounds))
 
         def zscore(t=t) -> None:
-            paths = OutputPaths.for_input(stream, out=str(work / "z.parquet"),
-                                          indices=str(work / "z.npy"),
-                                          summary=str(work / "z.json"))
-            run_consumer(stream, type="zscore", params={"window": 1000, "threshold": 4},
-                         threads=t, paths=paths, overwrite=True)
+            paths = OutputPaths.for_input(
+                stream,
+                out=str(work / "z.parquet"),
+                indices=str(work / "z.npy"),
+                summary=str(work / "z.json"),
+            )
+            run_consumer(
+                stream,
+                type="zscore",
+                params={"window": 1000, "threshold": 4},
+                threads=t,
+                paths=paths,
+                overwrite=True,
+            )
 
         record("consumer zscore", t, n, _median_time(zscore, args.rounds))
-        record("stl_decompose p=200", t, stl_n, _median_time(
-            lambda t=t: stl_decompose(series, 200, inner_iter=2, threads=t), args.rounds))
+        record(
+            "stl_decompose p=200",
+            t,
+            stl_n,
+            _median_time(
+                lambda t=t: stl_decompose(series, 200, inner_iter=2, threads=t), args.rounds
+            ),
+        )
     Path(args.out).write_text(json.dumps(results, indent=1))
     return 0
 

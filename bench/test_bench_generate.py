@@ -21,8 +21,14 @@ def test_numpy_normal_baseline(benchmark):
         x += 0.1 * np.sin(2 * np.pi * np.arange(N) / 200)
         return x
 
-    run_and_record(benchmark, run, N, kernel="generate", baseline=True,
-                   label="np.random.normal + np.sin (1 thread)")
+    run_and_record(
+        benchmark,
+        run,
+        N,
+        kernel="generate",
+        baseline=True,
+        label="np.random.normal + np.sin (1 thread)",
+    )
 
 
 @pytest.mark.parametrize("threads", THREADS)
@@ -32,8 +38,12 @@ def test_generate_to_memory(benchmark, threads):
     out = producer.generate(1 << 16, seasonality=SEASONALITY)  # load the kernel
     del out
     run_and_record(
-        benchmark, lambda: producer.generate(N, seasonality=SEASONALITY, threads=threads), N,
-        kernel="generate", label="to memory", threads=threads,
+        benchmark,
+        lambda: producer.generate(N, seasonality=SEASONALITY, threads=threads),
+        N,
+        kernel="generate",
+        label="to memory",
+        threads=threads,
     )
 
 
@@ -58,5 +68,13 @@ def test_generate_to_file(benchmark, bench_dir, threads, sync):
         state["path"].unlink()
         sidecar_path(state["path"]).unlink()
 
-    run_and_record(benchmark, run, N, kernel="generate", setup=setup, threads=threads,
-                   label="to file (--sync)" if sync else "to file (async)", cores=CORES)
+    run_and_record(
+        benchmark,
+        run,
+        N,
+        kernel="generate",
+        setup=setup,
+        threads=threads,
+        label="to file (--sync)" if sync else "to file (async)",
+        cores=CORES,
+    )

@@ -19,9 +19,15 @@ def test_statsmodels_stl_baseline(benchmark, period):
 
     x = np.random.default_rng(0).standard_normal(SM_N)
     x += 5 * np.sin(2 * np.pi * np.arange(SM_N) / period)
-    run_and_record(benchmark, lambda: STL(x, period=period).fit(inner_iter=2, outer_iter=0),
-                   SM_N, kernel=f"stl p{period}", baseline=True,
-                   label=f"statsmodels STL p={period} (1 thread)", period=period)
+    run_and_record(
+        benchmark,
+        lambda: STL(x, period=period).fit(inner_iter=2, outer_iter=0),
+        SM_N,
+        kernel=f"stl p{period}",
+        baseline=True,
+        label=f"statsmodels STL p={period} (1 thread)",
+        period=period,
+    )
 
 
 @pytest.mark.parametrize(("period", "threads"), list(itertools.product([200, 24], THREADS)))
@@ -30,15 +36,21 @@ def test_stl_decompose(benchmark, stl_series, period, threads):
 
     stl_decompose(stl_series[: 20 * period], period, **PARAMS, threads=threads)  # load kernels
     run_and_record(
-        benchmark, lambda: stl_decompose(stl_series, period, **PARAMS, threads=threads), STL_N,
-        kernel=f"stl p{period}", label=f"stl_decompose p={period}", threads=threads,
+        benchmark,
+        lambda: stl_decompose(stl_series, period, **PARAMS, threads=threads),
+        STL_N,
+        kernel=f"stl p{period}",
+        label=f"stl_decompose p={period}",
+        threads=threads,
         period=period,
     )
 
 
 @pytest.mark.parametrize("threads", THREADS)
 def test_consumer_stl(benchmark, seasonal_stream, bench_dir, threads):
-    run = consumer_runner(seasonal_stream, bench_dir, "stl", {"threshold": 5, "seasonal": 7},
-                          threads)
-    run_and_record(benchmark, run, N, kernel="stl p200", label="consumer --type stl (p=200)",
-                   threads=threads)
+    run = consumer_runner(
+        seasonal_stream, bench_dir, "stl", {"threshold": 5, "seasonal": 7}, threads
+    )
+    run_and_record(
+        benchmark, run, N, kernel="stl p200", label="consumer --type stl (p=200)", threads=threads
+    )

@@ -22,13 +22,21 @@ def test_numpy_zscore_baseline(benchmark, seasonal_stream):
             found.append(np.nonzero(mask)[0] + a)
         return np.concatenate(found)
 
-    run_and_record(benchmark, run, N, kernel="zscore", baseline=True,
-                   label="numpy chunk z-score (original, 1 thread)")
+    run_and_record(
+        benchmark,
+        run,
+        N,
+        kernel="zscore",
+        baseline=True,
+        label="numpy chunk z-score (original, 1 thread)",
+    )
 
 
 @pytest.mark.parametrize("threads", THREADS)
 def test_consumer_zscore(benchmark, seasonal_stream, bench_dir, threads):
-    run = consumer_runner(seasonal_stream, bench_dir, "zscore",
-                          {"window": 1000, "threshold": 4}, threads)
-    run_and_record(benchmark, run, N, kernel="zscore", label="consumer rolling z-score",
-                   threads=threads)
+    run = consumer_runner(
+        seasonal_stream, bench_dir, "zscore", {"window": 1000, "threshold": 4}, threads
+    )
+    run_and_record(
+        benchmark, run, N, kernel="zscore", label="consumer rolling z-score", threads=threads
+    )

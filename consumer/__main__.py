@@ -28,26 +28,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scores", help="also write dense float32 scores to this .npy")
     p.add_argument("--summary", help="summary JSON (default <stem>.summary.json)")
     p.add_argument("--labels", help="labelled indices .npy: adds precision/recall/F1")
-    p.add_argument("--tolerance", default=None,
-                   help="samples between a flag and a label that still count as a hit")
-    p.add_argument("--follow", dest="follow", action="store_true", default=True,
-                   help="wait for a running producer (default)")
-    p.add_argument("--no-follow", dest="follow", action="store_false",
-                   help="process only what is committed now")
+    p.add_argument(
+        "--tolerance",
+        default=None,
+        help="samples between a flag and a label that still count as a hit",
+    )
+    p.add_argument(
+        "--follow",
+        dest="follow",
+        action="store_true",
+        default=True,
+        help="wait for a running producer (default)",
+    )
+    p.add_argument(
+        "--no-follow",
+        dest="follow",
+        action="store_false",
+        help="process only what is committed now",
+    )
     p.add_argument("--timeout", default="10", help="seconds without producer heartbeat (10)")
-    p.add_argument("--wait", default="0",
-                   help="wait up to this many seconds for the stream to be created (0)")
+    p.add_argument(
+        "--wait", default="0", help="wait up to this many seconds for the stream to be created (0)"
+    )
     p.add_argument("--raw", action="store_true", help="input is raw samples without NPY header")
     p.add_argument("--dtype", default="float64", help="--raw sample type: float64 or float32")
-    p.add_argument("--chunk_size", "--chunk-size", default=None,
-                   help="chunk size for files without a sidecar (default 1048576)")
-    p.add_argument("--verify", action="store_true",
-                   help="only check every committed chunk's CRC-32 (exit 1 if any differs)")
+    p.add_argument(
+        "--chunk_size",
+        "--chunk-size",
+        default=None,
+        help="chunk size for files without a sidecar (default 1048576)",
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="only check every committed chunk's CRC-32 (exit 1 if any differs)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--metrics", help="append throughput samples (JSONL) to this file")
-    p.add_argument("--metrics_interval", "--metrics-interval", default="0.25",
-                   help="seconds between metrics samples (default 0.25)")
+    p.add_argument(
+        "--metrics_interval",
+        "--metrics-interval",
+        default="0.25",
+        help="seconds between metrics samples (default 0.25)",
+    )
     p.add_argument("--time", action="store_true", help="also print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -62,8 +86,10 @@ def _verify(args: argparse.Namespace) -> int:
         bad = r.verify()
         n = int(st.committed.sum())
     if bad:
-        print(f"consumer: {len(bad)} of {n} committed chunks are corrupted: "
-              + " ".join(map(str, bad)))
+        print(
+            f"consumer: {len(bad)} of {n} committed chunks are corrupted: "
+            + " ".join(map(str, bad))
+        )
         return 1
     if not args.quiet:
         print(f"consumer: all {n} committed chunks match their CRC-32")
@@ -82,8 +108,11 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
     if args.verify:
         return _verify(args)
     paths = OutputPaths.for_input(
-        __import__("pathlib").Path(args.file), out=args.out, indices=args.indices,
-        summary=args.summary, scores=args.scores,
+        __import__("pathlib").Path(args.file),
+        out=args.out,
+        indices=args.indices,
+        summary=args.summary,
+        scores=args.scores,
     )
     lock = threading.Lock()
     state = {"bar": None, "recorder": None, "done": 0}
@@ -97,14 +126,24 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
         if show_bar:
             from tqdm import tqdm
 
-            state["bar"] = tqdm(total=reader.num_samples, unit="S", unit_scale=True,
-                                desc="consumer", file=sys.stderr, smoothing=0.1)
+            state["bar"] = tqdm(
+                total=reader.num_samples,
+                unit="S",
+                unit_scale=True,
+                desc="consumer",
+                file=sys.stderr,
+                smoothing=0.1,
+            )
         if args.metrics:
             from shared.metrics import MetricsRecorder
 
             state["recorder"] = MetricsRecorder(
-                args.metrics, "consumer", lambda: state["done"], total=reader.num_samples,
-                interval=metrics_interval).start()
+                args.metrics,
+                "consumer",
+                lambda: state["done"],
+                total=reader.num_samples,
+                interval=metrics_interval,
+            ).start()
 
     def on_progress(k: int) -> None:
         with lock:
@@ -114,11 +153,24 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
 
     try:
         summary = run_consumer(
-            args.file, type=args.type, params=args.params, threads=threads, paths=paths,
-            labels=args.labels, tolerance=tolerance, follow=args.follow, timeout=timeout,
-            raw_dtype=args.dtype if args.raw else None, chunk_size=chunk, resume=args.resume,
-            overwrite=args.overwrite, wait_s=wait, stop=stop, on_progress=on_progress,
-            on_start=on_start, log=log,
+            args.file,
+            type=args.type,
+            params=args.params,
+            threads=threads,
+            paths=paths,
+            labels=args.labels,
+            tolerance=tolerance,
+            follow=args.follow,
+            timeout=timeout,
+            raw_dtype=args.dtype if args.raw else None,
+            chunk_size=chunk,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            wait_s=wait,
+            stop=stop,
+            on_progress=on_progress,
+            on_start=on_start,
+            log=log,
         )
     finally:
         if state["bar"] is not None:
@@ -128,8 +180,10 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
     if not args.quiet:
         extra = ""
         if "precision" in summary:
-            extra = (f", precision {summary['precision']:.3f} recall {summary['recall']:.3f} "
-                     f"F1 {summary['f1']:.3f}")
+            extra = (
+                f", precision {summary['precision']:.3f} recall {summary['recall']:.3f} "
+                f"F1 {summary['f1']:.3f}"
+            )
         partial = " (partial: stream incomplete)" if summary["status"] == "partial" else ""
         print(
             f"consumer: {summary['samples']} samples{partial} in {summary['seconds']:.2f} s: "

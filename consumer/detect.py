@@ -58,8 +58,11 @@ class Detector:
     @staticmethod
     def _buffers(n: int, dense: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Flag index / score buffers for ``n`` samples, and the dense buffer (or empty)."""
-        return np.empty(n, np.int64), np.empty(n, np.float64), np.empty(n if dense else 0,
-                                                                         np.float32)
+        return (
+            np.empty(n, np.int64),
+            np.empty(n, np.float64),
+            np.empty(n if dense else 0, np.float32),
+        )
 
     @staticmethod
     def _result(idx, sc, d, k: int, dense: bool):

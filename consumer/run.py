@@ -63,8 +63,11 @@ class OutputPaths:
         )
 
     def all(self) -> list[Path]:
-        return [p for p in (self.indices, self.parquet, self.summary, self.checkpoint,
-                            self.scores) if p is not None]
+        return [
+            p
+            for p in (self.indices, self.parquet, self.summary, self.checkpoint, self.scores)
+            if p is not None
+        ]
 
 
 def load_labels(path: str | os.PathLike[str]) -> np.ndarray:
@@ -162,12 +165,19 @@ def run_consumer(
     if resume_state is None:
         # Checkpoint "nothing done" before any output exists, so that a crash before the
         # first publish can be resumed (the outputs would be refused without --overwrite).
-        atomic_write_json(paths.checkpoint, {**identity, "next_chunk": 0, "samples": 0,
-                                             "indices": 0, "rows": 0, "final": False})
+        atomic_write_json(
+            paths.checkpoint,
+            {**identity, "next_chunk": 0, "samples": 0, "indices": 0, "rows": 0, "final": False},
+        )
     outputs = Outputs(
-        indices=paths.indices, parquet=paths.parquet, summary=paths.summary,
-        checkpoint=paths.checkpoint, scores=paths.scores, num_samples=reader.num_samples,
-        resume_state=resume_state, identity=identity,
+        indices=paths.indices,
+        parquet=paths.parquet,
+        summary=paths.summary,
+        checkpoint=paths.checkpoint,
+        scores=paths.scores,
+        num_samples=reader.num_samples,
+        resume_state=resume_state,
+        identity=identity,
     )
     if on_start:
         on_start(reader, detector)
@@ -213,16 +223,15 @@ def run_consumer(
     try:
         while not (tail.exhausted and not inflight):
             if stop.is_set():
-                raise stop.interrupted() if isinstance(stop, StopRequest) else StreamError(
-                    "stopped"
+                raise (
+                    stop.interrupted() if isinstance(stop, StopRequest) else StreamError("stopped")
                 )
             for chunk in tail.poll_ready(2 * threads - len(inflight)):
                 inflight[chunk] = pool.submit(worker, chunk)
             if not inflight:
                 time.sleep(tail.poll_interval)
                 continue
-            finished, _ = wait(list(inflight.values()), timeout=0.05,
-                               return_when=FIRST_COMPLETED)
+            finished, _ = wait(list(inflight.values()), timeout=0.05, return_when=FIRST_COMPLETED)
             for fut in finished:
                 r = fut.result()
                 del inflight[r.chunk]

@@ -134,6 +134,7 @@ def estimate_period(x: np.ndarray, max_period: int | None = None) -> int | None:
     a = int(np.argmax(high))
     b = a + (int(np.argmin(high[a:])) if not high[a:].all() else len(high) - a)
     lag = first + a + int(np.argmax(acf[first + a : first + b]))
+
     # Refine on the multiples of the candidate: near a flat peak, noise decides
     # between neighbouring lags, but at m * period the neighbours are far apart.
     def score(p: int) -> float:
@@ -157,13 +158,26 @@ class StlDetector(Detector):
             "--params",
             params,
             {
-                "period": None, "seasonal": 25, "trend": None, "low_pass": None,
-                "robust": False, "inner_iter": 2, "outer_iter": None, "threshold": 3.0,
+                "period": None,
+                "seasonal": 25,
+                "trend": None,
+                "low_pass": None,
+                "robust": False,
+                "inner_iter": 2,
+                "outer_iter": None,
+                "threshold": 3.0,
                 "block": 1 << 16,
             },
             {
-                "period": int, "seasonal": int, "trend": int, "low_pass": int, "robust": bool,
-                "inner_iter": int, "outer_iter": int, "threshold": float, "block": int,
+                "period": int,
+                "seasonal": int,
+                "trend": int,
+                "low_pass": int,
+                "robust": bool,
+                "inner_iter": int,
+                "outer_iter": int,
+                "threshold": float,
+                "block": int,
             },
         )
         if p["threshold"] <= 0:
@@ -184,10 +198,15 @@ class StlDetector(Detector):
                 f"({2 * p['period']} samples)"
             )
         # stl_radius validates the smoother lengths as stl_decompose does (odd, > period...).
-        self.radius = stl_radius(p["period"], p["seasonal"], p["trend"], p["low_pass"], 1, 1, 1,
-                                 p["inner_iter"]) + 2 * p["period"]
-        p["trend"], p["low_pass"] = stl_default_lengths(p["period"], p["seasonal"], p["trend"],
-                                                        p["low_pass"])
+        self.radius = (
+            stl_radius(
+                p["period"], p["seasonal"], p["trend"], p["low_pass"], 1, 1, 1, p["inner_iter"]
+            )
+            + 2 * p["period"]
+        )
+        p["trend"], p["low_pass"] = stl_default_lengths(
+            p["period"], p["seasonal"], p["trend"], p["low_pass"]
+        )
         self.align = stl_alignment(p["period"], 1, 1, 1)
         self.tolerance = 0
         super().__init__(p, num_samples, context)
@@ -195,8 +214,12 @@ class StlDetector(Detector):
     @staticmethod
     def _stl_kwargs(p: dict[str, Any]) -> dict[str, Any]:
         return {
-            "period": p["period"], "seasonal": p["seasonal"], "trend": p["trend"],
-            "low_pass": p["low_pass"], "robust": p["robust"], "inner_iter": p["inner_iter"],
+            "period": p["period"],
+            "seasonal": p["seasonal"],
+            "trend": p["trend"],
+            "low_pass": p["low_pass"],
+            "robust": p["robust"],
+            "inner_iter": p["inner_iter"],
             "outer_iter": p["outer_iter"],
         }
 
@@ -215,8 +238,11 @@ class StlDetector(Detector):
         series = context.get("series")
         if reader is not None:
             status = reader.poll()
-            chunks = int(np.argmin(status.committed)) if not status.committed.all() else len(
-                status.committed)
+            chunks = (
+                int(np.argmin(status.committed))
+                if not status.committed.all()
+                else len(status.committed)
+            )
             available = min(num_samples, chunks * reader.layout.chunk_size, PERIOD_PREFIX)
             prefix = reader.read(0, available) if available else np.empty(0)
         elif series is not None:
@@ -265,9 +291,18 @@ class StlDetector(Detector):
             b1 = min(hi, b0 + step)
             ws, we = self._window(b0, b1)
             seg = _fill_nonfinite(x[ws - data_start : we - data_start], p["period"])
-            _, _, r = stl_decompose(seg, **kw, threads=1, offset=ws,
-                                    total_length=self.num_samples)
+            _, _, r = stl_decompose(seg, **kw, threads=1, offset=ws, total_length=self.num_samples)
             resid[b0 - lo : b1 - lo] = r[b0 - ws : b1 - ws]
-        k = _flag_blocks(x[lo - data_start : hi - data_start], resid, lo, start, stop,
-                         p["block"], p["threshold"], idx, sc, d)
+        k = _flag_blocks(
+            x[lo - data_start : hi - data_start],
+            resid,
+            lo,
+            start,
+            stop,
+            p["block"],
+            p["threshold"],
+            idx,
+            sc,
+            d,
+        )
         return self._result(idx, sc, d, k, dense)

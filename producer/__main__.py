@@ -34,20 +34,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", default="42", help="RNG seed (default 42)")
     p.add_argument("--threads", default=None, help="worker threads (default: all cores)")
     p.add_argument(
-        "--chunk_size", "--chunk-size", default=str(DEFAULT_CHUNK),
+        "--chunk_size",
+        "--chunk-size",
+        default=str(DEFAULT_CHUNK),
         help=f"samples per committed chunk, a multiple of {BLOCK_SIZE} (default {DEFAULT_CHUNK})",
     )
     p.add_argument("--dtype", default="float64", help="float64 (default) or float32")
     p.add_argument("--sync", action="store_true", help="write chunks strictly in order (HDDs)")
     p.add_argument("--lookahead", default="2", help="--sync: chunks generated ahead (default 2)")
     p.add_argument("--fsync", action="store_true", help="make each chunk durable before commit")
-    p.add_argument("--no-preallocate", dest="preallocate", action="store_false",
-                   help="do not reserve the file's full size up front (sparse file)")
+    p.add_argument(
+        "--no-preallocate",
+        dest="preallocate",
+        action="store_false",
+        help="do not reserve the file's full size up front (sparse file)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing stream")
     p.add_argument("--resume", action="store_true", help="finish an interrupted stream")
     p.add_argument("--metrics", help="append throughput samples (JSONL) to this file")
-    p.add_argument("--metrics_interval", "--metrics-interval", default="0.25",
-                   help="seconds between metrics samples (default 0.25)")
+    p.add_argument(
+        "--metrics_interval",
+        "--metrics-interval",
+        default="0.25",
+        help="seconds between metrics samples (default 0.25)",
+    )
     p.add_argument("--time", action="store_true", help="also print the figures as one JSON line")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -68,8 +78,12 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
     if args.overwrite and args.resume:
         raise UsageError("--overwrite and --resume contradict each other")
     params = generation_params(
-        seed=seed, type=args.type, params=args.params, seasonality=args.seasonality,
-        trend=args.trend, anomalies=args.anomalies,
+        seed=seed,
+        type=args.type,
+        params=args.params,
+        seasonality=args.seasonality,
+        trend=args.trend,
+        anomalies=args.anomalies,
     )
 
     done = [0]
@@ -87,13 +101,21 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
         if show_bar:
             from tqdm import tqdm
 
-            bar = tqdm(total=n, initial=already, unit="S", unit_scale=True, desc="producer",
-                       file=sys.stderr, smoothing=0.1)
+            bar = tqdm(
+                total=n,
+                initial=already,
+                unit="S",
+                unit_scale=True,
+                desc="producer",
+                file=sys.stderr,
+                smoothing=0.1,
+            )
         if args.metrics:
             from shared.metrics import MetricsRecorder
 
-            recorder = MetricsRecorder(args.metrics, "producer", lambda: done[0], total=n,
-                                       interval=metrics_interval)
+            recorder = MetricsRecorder(
+                args.metrics, "producer", lambda: done[0], total=n, interval=metrics_interval
+            )
             recorder.start()
 
     def on_progress(k: int) -> None:
@@ -107,9 +129,20 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
     t0 = time.perf_counter()
     try:
         result = write_stream(
-            args.file, n, params, dtype=args.dtype, threads=threads, chunk_size=chunk,
-            sync=args.sync, lookahead=lookahead, overwrite=args.overwrite, resume=args.resume,
-            fsync=args.fsync, stop=stop, on_progress=on_progress, on_open=on_open,
+            args.file,
+            n,
+            params,
+            dtype=args.dtype,
+            threads=threads,
+            chunk_size=chunk,
+            sync=args.sync,
+            lookahead=lookahead,
+            overwrite=args.overwrite,
+            resume=args.resume,
+            fsync=args.fsync,
+            stop=stop,
+            on_progress=on_progress,
+            on_open=on_open,
             preallocate=args.preallocate,
         )
     finally:
@@ -149,8 +182,11 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
             f"({total_seconds:.2f} s with set-up): "
             f"{rate / 1e6:.1f}M samples/s, {rate * itemsize / 1e6:.0f} MB/s, "
             f"peak RSS {rss / 2**20:.0f} MiB -> {args.file}"
-            + (f" (+{result.num_labels} labels in {result.labels_path})"
-               if result.labels_path else "")
+            + (
+                f" (+{result.num_labels} labels in {result.labels_path})"
+                if result.labels_path
+                else ""
+            )
         )
     if args.time:
         print(json.dumps(figures))

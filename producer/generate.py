@@ -58,8 +58,23 @@ _W, _K, _F = ziggurat_tables()
 
 @njit(cache=True, nogil=True)
 def _fill_block(
-    out, first, k0, k1, normal, W, K, F, loc, scale, table, period, amplitude, phase, slope,
-    pos, spike,
+    out,
+    first,
+    k0,
+    k1,
+    normal,
+    W,
+    K,
+    F,
+    loc,
+    scale,
+    table,
+    period,
+    amplitude,
+    phase,
+    slope,
+    pos,
+    spike,
 ):
     """Draw, transform and store one RNG block in a single pass (nothing hits memory twice).
 
@@ -149,8 +164,23 @@ class BlockGenerator:
 
     def _fill(self, view, first, keys, pos, spike) -> None:
         _fill_block(
-            view, first, keys[0], keys[1], self.normal, _W, _K, _F, self.loc, self.scale,
-            self.table, self.period, self.amplitude, self.phase, self.slope, pos, spike,
+            view,
+            first,
+            keys[0],
+            keys[1],
+            self.normal,
+            _W,
+            _K,
+            _F,
+            self.loc,
+            self.scale,
+            self.table,
+            self.period,
+            self.amplitude,
+            self.phase,
+            self.slope,
+            pos,
+            spike,
         )
 
     # -- anomalies ---------------------------------------------------------------------
@@ -187,8 +217,7 @@ class BlockGenerator:
             counts = np.zeros(self.num_blocks, np.int64)
             if self.log1m_rate is not None:
                 seed = self.params.seed
-                keys = np.array([block_keys(seed, b)[2] for b in range(self.num_blocks)],
-                                np.uint64)
+                keys = np.array([block_keys(seed, b)[2] for b in range(self.num_blocks)], np.uint64)
                 limits = np.array([self._limit(b) for b in range(self.num_blocks)], np.int64)
                 _anomaly_counts(keys, self.log1m_rate, limits, BLOCK_SIZE, counts)
             self._label_counts = counts
@@ -245,8 +274,15 @@ def generate(
     ``threads`` > 1 fills block-aligned slices in parallel (same values).
     """
     values, _ = generate_with_labels(
-        n, seed=seed, type=type, params=params, seasonality=seasonality, trend=trend,
-        anomalies=anomalies, dtype=dtype, threads=threads,
+        n,
+        seed=seed,
+        type=type,
+        params=params,
+        seasonality=seasonality,
+        trend=trend,
+        anomalies=anomalies,
+        dtype=dtype,
+        threads=threads,
     )
     return values
 
@@ -272,7 +308,11 @@ def generate_with_labels(
     if dtype not in SUPPORTED_DTYPES:
         raise UsageError(f"--dtype must be float64 or float32, not {dtype!r}")
     gp = generation_params(
-        seed=seed, type=type, params=params, seasonality=seasonality, trend=trend,
+        seed=seed,
+        type=type,
+        params=params,
+        seasonality=seasonality,
+        trend=trend,
         anomalies=anomalies,
     )
     gen = BlockGenerator(gp, n, dtype)

@@ -199,8 +199,12 @@ def write_stream(
             labels.close()
     done = sum(layout.bounds(i)[1] - layout.bounds(i)[0] for i in todo)
     return WriteResult(
-        done, seconds, len(todo), labels.path if labels else None,
-        labels.total if labels else 0, started_at,
+        done,
+        seconds,
+        len(todo),
+        labels.path if labels else None,
+        labels.total if labels else 0,
+        started_at,
     )
 
 

@@ -79,8 +79,9 @@ if FOLDING:
         return builder.call(fn, [x, k, ir.Constant(_I8, imm)])
 
     def _fold(builder, x, k, data):
-        return builder.xor(builder.xor(_clmul(builder, x, k, 0x00), _clmul(builder, x, k, 0x11)),
-                           data)
+        return builder.xor(
+            builder.xor(_clmul(builder, x, k, 0x00), _clmul(builder, x, k, 0x11)), data
+        )
 
     @intrinsic
     def _fold_by_4(typingctx, words, raw, steps):

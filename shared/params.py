@@ -62,8 +62,10 @@ def take(
             if not isinstance(value, bool):
                 raise UsageError(f"{option}: '{key}' must be true or false, not {value!r}")
         elif kind is int:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(
-                value
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or value != int(value)
             ):
                 raise UsageError(f"{option}: '{key}' must be an integer, not {value!r}")
             value = int(value)

@@ -199,7 +199,7 @@ def _atomic_write_text(path: Path, text: str, fsync: bool = True) -> None:
         try:
             data = memoryview(text.encode())
             while data:  # a short write (disk filling up) must not publish a torn document
-                data = data[os.write(fd, data):]
+                data = data[os.write(fd, data) :]
             if fsync:
                 os.fsync(fd)
         finally:

@@ -16,13 +16,33 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_bench_suite_and_charts_smoke(tmp_path):
-    env = dict(os.environ, BENCH_N="300000", BENCH_STL_N="20000", BENCH_SM_N="2000",
-               BENCH_ROUNDS="1", PYTHONPATH=str(ROOT))
+    env = dict(
+        os.environ,
+        BENCH_N="300000",
+        BENCH_STL_N="20000",
+        BENCH_SM_N="2000",
+        BENCH_ROUNDS="1",
+        PYTHONPATH=str(ROOT),
+    )
     out = tmp_path / "bench.json"
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "bench", "-q", "-p", "no:cacheprovider",
-         f"--benchmark-json={out}", "-k", "not to_file or 1-False"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "bench",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--benchmark-json={out}",
+            "-k",
+            "not to_file or 1-False",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     data = json.loads(out.read_text())
@@ -33,8 +53,12 @@ def test_bench_suite_and_charts_smoke(tmp_path):
     assert any(b["extra_info"]["baseline"] for b in data["benchmarks"])
 
     charts = tmp_path / "charts"
-    res = subprocess.run([sys.executable, str(ROOT / "bench" / "charts.py"), str(out),
-                          "--out", str(charts)], capture_output=True, text=True, env=env)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "charts.py"), str(out), "--out", str(charts)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert res.returncode == 0, res.stderr
     pngs = sorted(p.name for p in charts.glob("*.png"))
     assert "kernels_vs_baseline.png" in pngs and "generate_threads.png" in pngs, pngs

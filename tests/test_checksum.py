@@ -25,10 +25,13 @@ def test_reports_which_kernel_runs():
         assert FOLDING == ("+pclmul" in llvm.get_host_cpu_features().flatten().split(","))
 
 
-@pytest.mark.parametrize(("cpu", "features", "folding"), [
-    ("generic", "", False),  # a portable numba target: no PCLMULQDQ, so zlib
-    ("generic", "+sse2,+pclmul", True),
-])
+@pytest.mark.parametrize(
+    ("cpu", "features", "folding"),
+    [
+        ("generic", "", False),  # a portable numba target: no PCLMULQDQ, so zlib
+        ("generic", "+sse2,+pclmul", True),
+    ],
+)
 def test_pinned_numba_target(cpu, features, folding, tmp_path):
     if platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("x86-64 only")
@@ -38,10 +41,21 @@ def test_pinned_numba_target(cpu, features, folding, tmp_path):
         "print(FOLDING, crc32(x) == zlib.crc32(x), crc32(x[1:], 7) == zlib.crc32(x[1:], 7))"
     )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES=features,
-               NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=root)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         cwd=tmp_path, timeout=300)
+    env = dict(
+        os.environ,
+        NUMBA_CPU_NAME=cpu,
+        NUMBA_CPU_FEATURES=features,
+        NUMBA_CACHE_DIR=str(tmp_path),
+        PYTHONPATH=root,
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [str(folding), "True", "True"]
 

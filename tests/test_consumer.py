@@ -118,8 +118,20 @@ def committed_chunks(f: Path) -> int:
 
 def spawn_paused_producer(spawn_module, f: Path, n: int, *args) -> subprocess.Popen:
     """A real producer, stopped (SIGSTOP) as soon as it has committed its first chunk."""
-    prod = spawn_module("producer", "--num_samples", n, "--file", f.name, "--threads", 1,
-                        "--chunk_size", CHUNK, "--sync", "--quiet", *args)
+    prod = spawn_module(
+        "producer",
+        "--num_samples",
+        n,
+        "--file",
+        f.name,
+        "--threads",
+        1,
+        "--chunk_size",
+        CHUNK,
+        "--sync",
+        "--quiet",
+        *args,
+    )
     wait_for(lambda: committed_chunks(f) >= 1 or prod.poll() is not None, step=0.002)
     pause(prod)
     assert prod.poll() is None, "the producer finished before it could be paused"
@@ -217,9 +229,19 @@ def rolling_score_at(x: np.ndarray, i: int, window: int) -> float:
 
 def test_cli_equals_api(run_producer, spawn_module, tmp_path):
     n = 300_000
-    gen = ["--num_samples", n, "--seed", 7, "--threads", 1, "--quiet",
-           "--seasonality", '{"amplitude": 2, "period": 1000}',
-           "--anomalies", '{"rate": 0.001, "magnitude": 7}']
+    gen = [
+        "--num_samples",
+        n,
+        "--seed",
+        7,
+        "--threads",
+        1,
+        "--quiet",
+        "--seasonality",
+        '{"amplitude": 2, "period": 1000}',
+        "--anomalies",
+        '{"rate": 0.001, "magnitude": 7}',
+    ]
     for name, chunk in (("a", 65536), ("b", 131072)):
         rc, _, err = run_producer(*gen, "--file", f"{name}.npy", "--chunk_size", chunk)
         assert rc == 0, err
@@ -250,17 +272,35 @@ def test_cli_equals_api(run_producer, spawn_module, tmp_path):
         "b_t2": ("b.npy", ["--threads", 2, "--labels", "b.labels.npy"], ROLLING, 3),
         "a_blk": ("a.npy", ["--threads", 2, "--scores", "a_blk.scores.npy"], block, 5),
         "plain": ("plain.npy", ["--threads", 2, "--chunk_size", CHUNK], ROLLING, 5),
-        "raw": ("raw.f64", ["--raw", "--dtype", "float64", "--chunk_size", 70_000,
-                            "--threads", 2], ROLLING, 5),
-        "hand": ("hand.npy", ["--labels", "hand.labels.npy", "--tolerance", 1,
-                              "--chunk_size", 3000], hand_params, 4),
+        "raw": (
+            "raw.f64",
+            ["--raw", "--dtype", "float64", "--chunk_size", 70_000, "--threads", 2],
+            ROLLING,
+            5,
+        ),
+        "hand": (
+            "hand.npy",
+            ["--labels", "hand.labels.npy", "--tolerance", 1, "--chunk_size", 3000],
+            hand_params,
+            4,
+        ),
     }
     procs = {}
     for name, (src, extra, params, _) in runs.items():
         procs[name] = spawn_module(
-            "consumer", "--file", src, "--params", json.dumps(params), "--quiet",
-            "--indices", f"{name}.idx.npy", "--out", f"{name}.parquet",
-            "--summary", f"{name}.summary.json", *extra,
+            "consumer",
+            "--file",
+            src,
+            "--params",
+            json.dumps(params),
+            "--quiet",
+            "--indices",
+            f"{name}.idx.npy",
+            "--out",
+            f"{name}.parquet",
+            "--summary",
+            f"{name}.summary.json",
+            *extra,
         )
     for name, p in procs.items():
         rc, out, err = finish(p)
@@ -323,8 +363,9 @@ def test_cli_equals_api(run_producer, spawn_module, tmp_path):
 
 
 def test_default_output_names_and_time_json(run_producer, run_consumer, tmp_path):
-    rc, _, err = run_producer("--num_samples", 200_000, "--file", "g.npy", "--chunk_size",
-                              CHUNK, "--quiet")
+    rc, _, err = run_producer(
+        "--num_samples", 200_000, "--file", "g.npy", "--chunk_size", CHUNK, "--quiet"
+    )
     assert rc == 0, err
     rc, out, err = run_consumer("--file", "g.npy", "--params", ROLLING_JSON, "--time")
     assert rc == 0, err
@@ -343,10 +384,21 @@ def test_default_output_names_and_time_json(run_producer, run_consumer, tmp_path
 def test_tails_a_running_producer(spawn_module, run_consumer, tmp_path):
     n = 20_000_000
     f = tmp_path / "live.npy"
-    prod = spawn_paused_producer(spawn_module, f, n, "--anomalies",
-                                 '{"rate": 0.0002, "magnitude": 8}')
-    cons = spawn_module("consumer", "--file", f.name, "--params", ROLLING_JSON,
-                        "--threads", 2, "--quiet", "--timeout", 30)
+    prod = spawn_paused_producer(
+        spawn_module, f, n, "--anomalies", '{"rate": 0.0002, "magnitude": 8}'
+    )
+    cons = spawn_module(
+        "consumer",
+        "--file",
+        f.name,
+        "--params",
+        ROLLING_JSON,
+        "--threads",
+        2,
+        "--quiet",
+        "--timeout",
+        30,
+    )
     doc = load_sidecar(f)
     assert doc["status"] == "running"
     assert None in doc["chunks"]
@@ -359,9 +411,19 @@ def test_tails_a_running_producer(spawn_module, run_consumer, tmp_path):
     assert rc == 0, err
     assert load_sidecar(f)["status"] == "complete"
     live = np.load(tmp_path / "live.anomalies.npy")
-    rc, _, err = run_consumer("--file", f.name, "--params", ROLLING_JSON, "--quiet",
-                              "--indices", "again.npy", "--out", "again.parquet",
-                              "--summary", "again.json")
+    rc, _, err = run_consumer(
+        "--file",
+        f.name,
+        "--params",
+        ROLLING_JSON,
+        "--quiet",
+        "--indices",
+        "again.npy",
+        "--out",
+        "again.parquet",
+        "--summary",
+        "again.json",
+    )
     assert rc == 0, err
     np.testing.assert_array_equal(np.load(tmp_path / "again.npy"), live)
     want = consumer.detect(np.load(f), **ROLLING)
@@ -378,8 +440,17 @@ def stalled_stream(run_producer, tmp_path):
     """A finished 20-chunk stream whose sidecar is rewritten to say that only the
     first 12 chunks are committed; returns (path, data, flags of the committed prefix)."""
     f = tmp_path / "s.npy"
-    rc, _, err = run_producer("--num_samples", 20 * CHUNK, "--file", f.name, "--chunk_size",
-                              CHUNK, "--quiet", "--anomalies", '{"rate": 0.001}')
+    rc, _, err = run_producer(
+        "--num_samples",
+        20 * CHUNK,
+        "--file",
+        f.name,
+        "--chunk_size",
+        CHUNK,
+        "--quiet",
+        "--anomalies",
+        '{"rate": 0.001}',
+    )
     assert rc == 0, err
     x = np.load(f)
     want = consumer.detect(x, **ROLLING)
@@ -401,8 +472,9 @@ def test_stale_heartbeat_exits_1_and_keeps_committed_results(
     f, _, want = stalled_stream
     rewrite_sidecar(f, status="running", heartbeat=time.time() - 100)
     t0 = time.monotonic()
-    rc, out, err = run_consumer("--file", f.name, "--params", ROLLING_JSON, "--timeout", 1,
-                                "--threads", threads, "--quiet")
+    rc, out, err = run_consumer(
+        "--file", f.name, "--params", ROLLING_JSON, "--timeout", 1, "--threads", threads, "--quiet"
+    )
     assert time.monotonic() - t0 < 10
     assert rc == 1
     line = one_line_error(err)
@@ -416,8 +488,7 @@ def test_stale_heartbeat_exits_1_and_keeps_committed_results(
 
 def test_failed_producer_exits_1_with_its_message(stalled_stream, run_consumer, tmp_path):
     f, _, want = stalled_stream
-    rewrite_sidecar(f, status="failed", message="disk on fire at chunk 12",
-                    heartbeat=time.time())
+    rewrite_sidecar(f, status="failed", message="disk on fire at chunk 12", heartbeat=time.time())
     rc, out, err = run_consumer("--file", f.name, "--params", ROLLING_JSON, "--quiet")
     assert rc == 1
     line = one_line_error(err)
@@ -431,12 +502,23 @@ def test_failed_producer_exits_1_with_its_message(stalled_stream, run_consumer, 
 def test_outputs_are_readable_prefixes_mid_run(spawn_module, tmp_path):
     n = 10_000_000
     f = tmp_path / "m.npy"
-    prod = spawn_paused_producer(spawn_module, f, n, "--anomalies",
-                                 '{"rate": 0.002, "magnitude": 8}')
+    prod = spawn_paused_producer(
+        spawn_module, f, n, "--anomalies", '{"rate": 0.002, "magnitude": 8}'
+    )
     idx_path = tmp_path / "m.anomalies.npy"
     pq_path = tmp_path / "m.anomalies.parquet"
-    cons = spawn_module("consumer", "--file", f.name, "--params", ROLLING_JSON,
-                        "--threads", 2, "--quiet", "--timeout", 30)
+    cons = spawn_module(
+        "consumer",
+        "--file",
+        f.name,
+        "--params",
+        ROLLING_JSON,
+        "--threads",
+        2,
+        "--quiet",
+        "--timeout",
+        30,
+    )
     wait_for(lambda: idx_path.exists() and pq_path.exists() or cons.poll() is not None)
     reads: list[tuple[np.ndarray, np.ndarray]] = []
     with Throttle(prod, run=0.004, pause=0.1):  # stretches ~0.1 s of work to seconds
@@ -523,8 +605,9 @@ def test_bad_input_exits_with_one_line_and_clobbers_nothing(spawn_module, tmp_pa
 def test_verify_names_the_corrupted_chunk(run_producer, run_consumer, tmp_path):
     f = tmp_path / "v.npy"
     n = 5 * CHUNK - 1234
-    rc, _, err = run_producer("--num_samples", n, "--file", f.name, "--chunk_size", CHUNK,
-                              "--quiet")
+    rc, _, err = run_producer(
+        "--num_samples", n, "--file", f.name, "--chunk_size", CHUNK, "--quiet"
+    )
     assert rc == 0, err
     rc, out, err = run_consumer("--file", f.name, "--verify")
     assert rc == 0, err
@@ -553,16 +636,29 @@ def test_console_script_installed(tmp_path):
     assert exe is not None
     np.save(tmp_path / "c.npy", series("spikes", 20_000, seed=4))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    p = subprocess.run([exe, "--file", "c.npy", "--params", ROLLING_JSON, "--quiet"],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [exe, "--file", "c.npy", "--params", ROLLING_JSON, "--quiet"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     x = np.load(tmp_path / "c.npy")
-    np.testing.assert_array_equal(np.load(tmp_path / "c.anomalies.npy"),
-                                  naive_rolling_zscore(x, 1000, 3.5))
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "c.anomalies.npy"), naive_rolling_zscore(x, 1000, 3.5)
+    )
     # The installed package (outside the repository, no PYTHONPATH) exposes the API.
     code = "import consumer, numpy as np; print(consumer.detect(np.zeros(10)).size)"
-    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0 and p.stdout.strip() == "0", p.stderr
 
 

@@ -81,16 +81,23 @@ def assert_one_line_ok(rc: int, out: str, err: str) -> None:
 SETTINGS = {
     "normal-f64": dict(seed=42),
     "uniform-f32-trend": dict(
-        seed=7, type="uniform", params={"low": -3.0, "high": 5.0}, trend={"slope": 2.5e-6},
+        seed=7,
+        type="uniform",
+        params={"low": -3.0, "high": 5.0},
+        trend={"slope": 2.5e-6},
         dtype="float32",
     ),
     "seasonal-nonint-anomalies": dict(
-        seed=2024, params={"mean": 10.0, "std": 0.5},
+        seed=2024,
+        params={"mean": 10.0, "std": 0.5},
         seasonality={"amplitude": 3.0, "period": 733.7, "phase": 1.1},
-        trend={"slope": -1e-5}, anomalies={"rate": 0.002, "magnitude": 8.0},
+        trend={"slope": -1e-5},
+        anomalies={"rate": 0.002, "magnitude": 8.0},
     ),
     "seasonal-int-anomalies-f32": dict(
-        seed=3, seasonality={"amplitude": 2.0, "period": 1000}, anomalies={"rate": 0.01},
+        seed=3,
+        seasonality={"amplitude": 2.0, "period": 1000},
+        anomalies={"rate": 0.01},
         dtype="float32",
     ),
 }
@@ -98,8 +105,12 @@ SETTINGS = {
 # (threads, chunk_size, --sync)
 CONFIGS = {
     "normal-f64": [
-        (1, 65536, False), (2, 65536, False), (4, 65536, False),
-        (1, 131072, False), (4, 131072, True), (2, 65536, True),
+        (1, 65536, False),
+        (2, 65536, False),
+        (4, 65536, False),
+        (1, 131072, False),
+        (4, 131072, True),
+        (2, 65536, True),
     ],
 }
 DEFAULT_CONFIGS = [(1, 131072, True), (4, 65536, False), (2, 131072, False)]
@@ -118,8 +129,18 @@ def test_bytes_identical_across_threads_chunks_and_modes(name, run_producer, tmp
     label_digests = {}
     for threads, chunk, sync in CONFIGS.get(name, DEFAULT_CONFIGS):
         path = tmp_path / f"t{threads}-c{chunk}-{'sync' if sync else 'async'}.npy"
-        args = ["--num_samples", N, "--file", path.name, "--threads", threads,
-                "--chunk_size", chunk, "--quiet", *cli_args(**setting)]
+        args = [
+            "--num_samples",
+            N,
+            "--file",
+            path.name,
+            "--threads",
+            threads,
+            "--chunk_size",
+            chunk,
+            "--quiet",
+            *cli_args(**setting),
+        ]
         if sync:
             args.append("--sync")
         rc, out, err = run_producer(*args)
@@ -162,9 +183,12 @@ ORACLE_CASES = {
     "seasonal-int": dict(seed=15, seasonality={"amplitude": 1.5, "period": 365, "phase": 0.7}),
     "seasonal-nonint": dict(seed=16, seasonality={"amplitude": 4.0, "period": 99.25}),
     "everything": dict(
-        seed=17, type="uniform", params={"low": -1.0, "high": 1.0},
+        seed=17,
+        type="uniform",
+        params={"low": -1.0, "high": 1.0},
         seasonality={"amplitude": 0.5, "period": 2.5, "phase": -2.0},
-        trend={"slope": 3e-6}, anomalies={"rate": 0.05, "magnitude": 5.0},
+        trend={"slope": 3e-6},
+        anomalies={"rate": 0.05, "magnitude": 5.0},
     ),
     "dense-anomalies": dict(seed=18, anomalies={"rate": 0.9, "magnitude": 2.0}),
 }
@@ -184,8 +208,9 @@ def test_generate_matches_naive_oracle(name):
         # Table (or reduced-angle) sine against np.sin per sample.
         tol = 1e-12 if values.dtype == np.float64 else 1e-6
         scale = max(1.0, float(np.abs(ref).max()))
-        np.testing.assert_allclose(values.astype(np.float64), ref.astype(np.float64),
-                                   rtol=0, atol=tol * scale)
+        np.testing.assert_allclose(
+            values.astype(np.float64), ref.astype(np.float64), rtol=0, atol=tol * scale
+        )
     else:
         np.testing.assert_array_equal(values, ref)
     if "anomalies" in case:
@@ -194,12 +219,24 @@ def test_generate_matches_naive_oracle(name):
 
 def test_labels_file_matches_generate_and_marks_spikes(run_producer, tmp_path):
     setting = dict(
-        seed=99, params={"mean": 1.0, "std": 2.0},
-        seasonality={"amplitude": 1.0, "period": 50}, anomalies={"rate": 0.003, "magnitude": 7.0},
+        seed=99,
+        params={"mean": 1.0, "std": 2.0},
+        seasonality={"amplitude": 1.0, "period": 50},
+        anomalies={"rate": 0.003, "magnitude": 7.0},
     )
     n = 400_003
-    rc, out, err = run_producer("--num_samples", n, "--file", "gen.npy", "--threads", 2,
-                                "--chunk_size", 131072, "--quiet", *cli_args(**setting))
+    rc, out, err = run_producer(
+        "--num_samples",
+        n,
+        "--file",
+        "gen.npy",
+        "--threads",
+        2,
+        "--chunk_size",
+        131072,
+        "--quiet",
+        *cli_args(**setting),
+    )
     assert_one_line_ok(rc, out, err)
     values, labels = generate_with_labels(n, **setting)
     file_labels = np.load(tmp_path / "gen.labels.npy")
@@ -312,8 +349,19 @@ def test_seasonality_continuous_across_chunks(seasonality, run_producer, tmp_pat
     n = 4 * BLOCK + 777
     chunk = BLOCK
     rc, out, err = run_producer(
-        "--num_samples", n, "--file", "s.npy", "--threads", 2, "--chunk_size", chunk,
-        "--quiet", "--params", '{"mean": 0, "std": 0}', "--seasonality", json.dumps(seasonality),
+        "--num_samples",
+        n,
+        "--file",
+        "s.npy",
+        "--threads",
+        2,
+        "--chunk_size",
+        chunk,
+        "--quiet",
+        "--params",
+        '{"mean": 0, "std": 0}',
+        "--seasonality",
+        json.dumps(seasonality),
     )
     assert_one_line_ok(rc, out, err)
     x = np.load(tmp_path / "s.npy")
@@ -324,8 +372,9 @@ def test_seasonality_continuous_across_chunks(seasonality, run_producer, tmp_pat
     want = amplitude * np.sin(2 * np.pi * np.mod(i, period) / period + phase)
     np.testing.assert_allclose(x, want, rtol=0, atol=1e-12)
     # Unreduced angle: looser only because 2*pi*i/period itself rounds at large i.
-    np.testing.assert_allclose(x, amplitude * np.sin(2 * np.pi * i / period + phase),
-                               rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        x, amplitude * np.sin(2 * np.pi * i / period + phase), rtol=0, atol=1e-9
+    )
     for b in range(1, n // chunk + 1):
         lo, hi = b * chunk - 3, min(n, b * chunk + 3)
         np.testing.assert_allclose(x[lo:hi], want[lo:hi], rtol=0, atol=1e-12)
@@ -342,11 +391,26 @@ def test_seasonality_continuous_across_chunks(seasonality, run_producer, tmp_pat
 def test_npy_round_trip_and_sidecar(dtype, run_producer, tmp_path):
     n = 3 * BLOCK + 12345
     chunk = 2 * BLOCK
-    setting = dict(seed=5, params={"mean": 1.0, "std": 2.0},
-                   seasonality={"amplitude": 1.0, "period": 24.5}, trend={"slope": 1e-3},
-                   anomalies={"rate": 0.001, "magnitude": 6.0}, dtype=dtype)
-    rc, out, err = run_producer("--num_samples", n, "--file", "rt.npy", "--chunk_size", chunk,
-                                "--threads", 2, "--quiet", *cli_args(**setting))
+    setting = dict(
+        seed=5,
+        params={"mean": 1.0, "std": 2.0},
+        seasonality={"amplitude": 1.0, "period": 24.5},
+        trend={"slope": 1e-3},
+        anomalies={"rate": 0.001, "magnitude": 6.0},
+        dtype=dtype,
+    )
+    rc, out, err = run_producer(
+        "--num_samples",
+        n,
+        "--file",
+        "rt.npy",
+        "--chunk_size",
+        chunk,
+        "--threads",
+        2,
+        "--quiet",
+        *cli_args(**setting),
+    )
     assert_one_line_ok(rc, out, err)
     path = tmp_path / "rt.npy"
     expected = generate(n, **setting)
@@ -392,7 +456,9 @@ def test_npy_round_trip_and_sidecar(dtype, run_producer, tmp_path):
         assert crc == zlib.crc32(raw[header_len + lo * item : header_len + hi * item])
     # No temporary sidecar files are left behind.
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "rt.labels.npy", "rt.npy", "rt.stream.json"
+        "rt.labels.npy",
+        "rt.npy",
+        "rt.stream.json",
     ]
 
 
@@ -468,8 +534,9 @@ def test_concurrent_reader_sees_only_intact_committed_chunks(spawn_module, tmp_p
     reader = spawn_module(None, "-c", READER, "big.npy")
     assert reader.stdout is not None
     assert reader.stdout.readline().strip() == "ready"
-    producer = spawn_module("producer", "--num_samples", n, "--file", "big.npy",
-                            "--chunk_size", chunk, "--threads", 1)
+    producer = spawn_module(
+        "producer", "--num_samples", n, "--file", "big.npy", "--chunk_size", chunk, "--threads", 1
+    )
     p_out, p_err = producer.communicate(timeout=120)
     assert producer.returncode == 0, p_err
     r_out, r_err = reader.communicate(timeout=120)
@@ -524,9 +591,22 @@ def small_stream(tmp_path_factory) -> dict[str, bytes]:
     """A real finished stream with labels: file name -> bytes."""
     d = tmp_path_factory.mktemp("small")
     proc = subprocess.run(
-        [sys.executable, "-m", "producer", "--num_samples", "70000", "--file", "old.npy",
-         "--anomalies", '{"rate": 0.01}', "--quiet"],
-        cwd=d, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "producer",
+            "--num_samples",
+            "70000",
+            "--file",
+            "old.npy",
+            "--anomalies",
+            '{"rate": 0.01}',
+            "--quiet",
+        ],
+        cwd=d,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     return {p.name: p.read_bytes() for p in d.iterdir()}
@@ -569,8 +649,20 @@ def test_bad_arguments_exit_2_one_line_and_touch_nothing(
 
 @pytest.mark.parametrize(
     "case",
-    [c for c in BAD_ARGS if c[0] in ("n-zero", "malformed-json", "low-ge-high", "period-lt-2",
-                                     "chunk-not-multiple", "bad-dtype", "threads-zero")],
+    [
+        c
+        for c in BAD_ARGS
+        if c[0]
+        in (
+            "n-zero",
+            "malformed-json",
+            "low-ge-high",
+            "period-lt-2",
+            "chunk-not-multiple",
+            "bad-dtype",
+            "threads-zero",
+        )
+    ],
     ids=lambda c: c[0],
 )
 def test_bad_arguments_create_no_file(case, run_producer, tmp_path, snapshot):
@@ -610,14 +702,23 @@ def test_existing_file_needs_overwrite(run_producer, tmp_path, small_stream, sna
 def test_existing_labels_file_needs_overwrite(run_producer, tmp_path):
     # Someone else's gen.labels.npy beside a new stream is not silently replaced.
     (tmp_path / "gen.labels.npy").write_bytes(b"precious")
-    rc, out, err = run_producer("--num_samples", 100_000, "--file", "gen.npy",
-                                "--anomalies", '{"rate": 0.01}')
+    rc, out, err = run_producer(
+        "--num_samples", 100_000, "--file", "gen.npy", "--anomalies", '{"rate": 0.01}'
+    )
     assert rc == 2 and out == "", (rc, out, err)
     assert len(err.strip().splitlines()) == 1 and "gen.labels.npy" in err and "--overwrite" in err
     assert (tmp_path / "gen.labels.npy").read_bytes() == b"precious"
     assert not (tmp_path / "gen.npy").exists() and not (tmp_path / "gen.stream.json").exists()
-    rc, out, err = run_producer("--num_samples", 100_000, "--file", "gen.npy", "--quiet",
-                                "--anomalies", '{"rate": 0.01}', "--overwrite")
+    rc, out, err = run_producer(
+        "--num_samples",
+        100_000,
+        "--file",
+        "gen.npy",
+        "--quiet",
+        "--anomalies",
+        '{"rate": 0.01}',
+        "--overwrite",
+    )
     assert rc == 0, err
     np.testing.assert_array_equal(
         np.load(tmp_path / "gen.labels.npy"),
@@ -628,9 +729,20 @@ def test_existing_labels_file_needs_overwrite(run_producer, tmp_path):
 def test_overwrite_replaces_the_stream(run_producer, tmp_path, small_stream):
     _install(small_stream, tmp_path)
     n = 150_001
-    rc, out, err = run_producer("--num_samples", n, "--file", "old.npy", "--seed", 9,
-                                "--dtype", "float32", "--chunk_size", 65536, "--overwrite",
-                                "--quiet")
+    rc, out, err = run_producer(
+        "--num_samples",
+        n,
+        "--file",
+        "old.npy",
+        "--seed",
+        9,
+        "--dtype",
+        "float32",
+        "--chunk_size",
+        65536,
+        "--overwrite",
+        "--quiet",
+    )
     assert_one_line_ok(rc, out, err)
     data = np.load(tmp_path / "old.npy")
     np.testing.assert_array_equal(data, generate(n, seed=9, dtype="float32"))
@@ -648,8 +760,9 @@ def test_overwrite_replaces_the_stream(run_producer, tmp_path, small_stream):
 
 
 def test_summary_line(run_producer, tmp_path):
-    rc, out, err = run_producer("--num_samples", 200_000, "--file", "s.npy",
-                                "--anomalies", '{"rate": 0.001}')
+    rc, out, err = run_producer(
+        "--num_samples", 200_000, "--file", "s.npy", "--anomalies", '{"rate": 0.001}'
+    )
     assert_one_line_ok(rc, out, err)
     lines = out.splitlines()
     assert len(lines) == 1, out
@@ -661,8 +774,9 @@ def test_summary_line(run_producer, tmp_path):
 
 def test_time_prints_json_figures(run_producer, tmp_path):
     n = 300_000
-    rc, out, err = run_producer("--num_samples", n, "--file", "t.npy", "--time",
-                                "--threads", 2, "--sync")
+    rc, out, err = run_producer(
+        "--num_samples", n, "--file", "t.npy", "--time", "--threads", 2, "--sync"
+    )
     assert_one_line_ok(rc, out, err)
     lines = out.splitlines()
     assert len(lines) == 2, out
@@ -673,8 +787,9 @@ def test_time_prints_json_figures(run_producer, tmp_path):
     assert isinstance(figures["peak_rss_bytes"], int) and figures["peak_rss_bytes"] > 2**20
     assert figures["threads"] == 2 and figures["sync"] is True
     # --quiet --time: the JSON line alone.
-    rc, out, err = run_producer("--num_samples", n, "--file", "t.npy", "--time", "--quiet",
-                                "--overwrite")
+    rc, out, err = run_producer(
+        "--num_samples", n, "--file", "t.npy", "--time", "--quiet", "--overwrite"
+    )
     assert_one_line_ok(rc, out, err)
     assert len(out.splitlines()) == 1
     assert json.loads(out)["samples"] == n
@@ -693,13 +808,18 @@ def test_console_script_on_path(tmp_path):
     assert shutil.which("producer", path=env["PATH"]) == exe
     proc = subprocess.run(
         ["producer", "--num_samples", "100000", "--file", "c.npy", "--seed", "3"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("producer:")
     np.testing.assert_array_equal(np.load(tmp_path / "c.npy"), generate(100_000, seed=3))
-    proc = subprocess.run(["producer", "--help"], env=env, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        ["producer", "--help"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0 and "--num_samples" in proc.stdout
 
 
@@ -707,8 +827,19 @@ def test_interrupted_then_resumed_gives_same_bytes(spawn_module, run_producer, t
     """SIGINT mid-stream leaves a consistent 'failed' stream; --resume completes it."""
     n = 20_000_000
     chunk = 4 * BLOCK
-    proc = spawn_module("producer", "--num_samples", n, "--file", "r.npy", "--chunk_size",
-                        chunk, "--threads", 1, "--seed", 77)
+    proc = spawn_module(
+        "producer",
+        "--num_samples",
+        n,
+        "--file",
+        "r.npy",
+        "--chunk_size",
+        chunk,
+        "--threads",
+        1,
+        "--seed",
+        77,
+    )
     side = tmp_path / "r.stream.json"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -728,8 +859,18 @@ def test_interrupted_then_resumed_gives_same_bytes(spawn_module, run_producer, t
     doc = sidecar(tmp_path / "r.npy")
     assert doc["status"] == "failed"
     assert any(c is None for c in doc["chunks"])
-    rc, out, err = run_producer("--num_samples", n, "--file", "r.npy", "--chunk_size", chunk,
-                                "--seed", 77, "--resume", "--quiet")
+    rc, out, err = run_producer(
+        "--num_samples",
+        n,
+        "--file",
+        "r.npy",
+        "--chunk_size",
+        chunk,
+        "--seed",
+        77,
+        "--resume",
+        "--quiet",
+    )
     assert_one_line_ok(rc, out, err)
     assert sidecar(tmp_path / "r.npy")["status"] == "complete"
     data = np.load(tmp_path / "r.npy", mmap_mode="r")

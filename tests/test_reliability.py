@@ -49,9 +49,23 @@ P_SEASONALITY = {"period": 1000, "amplitude": 0.5}
 
 
 def producer_args(file: str | Path, threads: int = 2) -> list[object]:
-    return ["--num_samples", P_N, "--file", file, "--threads", threads, "--chunk_size", BLOCK,
-            "--seed", P_SEED, "--anomalies", json.dumps(P_ANOMALIES),
-            "--seasonality", json.dumps(P_SEASONALITY), "--quiet"]
+    return [
+        "--num_samples",
+        P_N,
+        "--file",
+        file,
+        "--threads",
+        threads,
+        "--chunk_size",
+        BLOCK,
+        "--seed",
+        P_SEED,
+        "--anomalies",
+        json.dumps(P_ANOMALIES),
+        "--seasonality",
+        json.dumps(P_SEASONALITY),
+        "--quiet",
+    ]
 
 
 # The consumer crash-test stream and detector: a low threshold gives ~4.5% flagged
@@ -61,9 +75,23 @@ C_PARAMS = {"window": 100, "threshold": 2.0}
 
 
 def consumer_args(file: Path, out: Path, threads: int = 1) -> list[object]:
-    return ["--file", file, "--threads", threads, "--params", json.dumps(C_PARAMS),
-            "--indices", out / "i.npy", "--out", out / "o.parquet", "--summary", out / "s.json",
-            "--scores", out / "sc.npy", "--quiet"]
+    return [
+        "--file",
+        file,
+        "--threads",
+        threads,
+        "--params",
+        json.dumps(C_PARAMS),
+        "--indices",
+        out / "i.npy",
+        "--out",
+        out / "o.parquet",
+        "--summary",
+        out / "s.json",
+        "--scores",
+        out / "sc.npy",
+        "--quiet",
+    ]
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -117,8 +145,13 @@ def one_line(err: str, prog: str, what: object = "") -> str:
 
 def popen(module: str, *args: object, cwd: Path, **kw: object) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", module, *map(str, args)], cwd=cwd, env=subprocess_env(),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=cwd,
+        env=subprocess_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         **kw,
     )
 
@@ -185,18 +218,21 @@ def producer_ref(tmp_path_factory) -> ProducerRef:
     try:
         wait_until(lambda: sidecar_of(f).exists() or p.poll() is not None, what="sidecar")
         t_side = time.monotonic()
-        wait_until(lambda: p.poll() is not None or (committed(f) or (0,))[0] > 0,
-                   what="first commit")
+        wait_until(
+            lambda: p.poll() is not None or (committed(f) or (0,))[0] > 0, what="first commit"
+        )
         t_first = time.monotonic()
         out, err = p.communicate(timeout=300)
     finally:
         kill(p)
     assert p.returncode == 0, err
-    ref = ProducerRef(sha256_file(f), sha256_file(d / "s.labels.npy"),
-                      committed(f)[1], t_first - t_side)
+    ref = ProducerRef(
+        sha256_file(f), sha256_file(d / "s.labels.npy"), committed(f)[1], t_first - t_side
+    )
     # The reference itself is right: the bytes producer.generate computes.
-    x, labels = generate_with_labels(P_N, seed=P_SEED, anomalies=P_ANOMALIES,
-                                     seasonality=P_SEASONALITY, threads=2)
+    x, labels = generate_with_labels(
+        P_N, seed=P_SEED, anomalies=P_ANOMALIES, seasonality=P_SEASONALITY, threads=2
+    )
     assert np.load(f, mmap_mode="r").tobytes() == x.tobytes()
     assert np.array_equal(np.load(d / "s.labels.npy"), labels)
     del x
@@ -221,8 +257,19 @@ class ConsumerRef:
 def consumer_ref(tmp_path_factory) -> ConsumerRef:
     d = tmp_path_factory.mktemp("cref")
     f = d / "c.npy"
-    rc, _, err = run("producer", "--num_samples", C_N, "--file", f, "--chunk_size", BLOCK,
-                     "--anomalies", '{"rate": 1e-4}', "--quiet", cwd=d)
+    rc, _, err = run(
+        "producer",
+        "--num_samples",
+        C_N,
+        "--file",
+        f,
+        "--chunk_size",
+        BLOCK,
+        "--anomalies",
+        '{"rate": 1e-4}',
+        "--quiet",
+        cwd=d,
+    )
     assert rc == 0, err
     out = d / "ref"
     out.mkdir()
@@ -244,10 +291,17 @@ def consumer_ref(tmp_path_factory) -> ConsumerRef:
     np.testing.assert_array_equal(table["index"].to_numpy(), idx)
     summary = json.loads((out / "s.json").read_text())
     assert summary["anomalies"] == len(idx) > 100_000 and summary["samples"] == C_N
-    print(f"\nconsumer reference: {len(idx)} anomalies, set-up {setup_s:.2f} s, "
-          f"run {run_s:.2f} s")
-    return ConsumerRef(f, sha256_file(out / "i.npy"), sha256_file(out / "sc.npy"),
-                       table.sort_by("index"), summary, index_size(out), setup_s, run_s)
+    print(f"\nconsumer reference: {len(idx)} anomalies, set-up {setup_s:.2f} s, run {run_s:.2f} s")
+    return ConsumerRef(
+        f,
+        sha256_file(out / "i.npy"),
+        sha256_file(out / "sc.npy"),
+        table.sort_by("index"),
+        summary,
+        index_size(out),
+        setup_s,
+        run_s,
+    )
 
 
 def index_size(out: Path) -> int:
@@ -261,8 +315,10 @@ def assert_consumer_outputs_equal(out: Path, ref: ConsumerRef, what: str) -> Non
     if sha256_file(out / "i.npy") != ref.index_sha:
         got = np.load(out / "i.npy")
         want = ref.table["index"].to_numpy()
-        pytest.fail(f"{what}: index file differs: {len(got)} vs {len(want)} indices, "
-                    f"first difference at {np.argmax(got[:len(want)] != want[:len(got)])}")
+        pytest.fail(
+            f"{what}: index file differs: {len(got)} vs {len(want)} indices, "
+            f"first difference at {np.argmax(got[: len(want)] != want[: len(got)])}"
+        )
     table = pq.read_table(out / "o.parquet")
     index = table["index"].to_numpy()
     assert len(np.unique(index)) == len(index), f"{what}: duplicated Parquet rows"
@@ -295,8 +351,9 @@ def producer_crash_trials(trials: int, seed: int, ref: ProducerRef, where: Path)
             target, delay = rng.randint(1, int(0.9 * ref.num_chunks)), rng.uniform(0.0, 0.02)
         p = popen("producer", *producer_args(f.name), cwd=d)
         try:
-            wait_until(lambda f=f, p=p, k=target: p.poll() is not None or (
-                (committed(f) or (-1,))[0] >= k))
+            wait_until(
+                lambda f=f, p=p, k=target: p.poll() is not None or ((committed(f) or (-1,))[0] >= k)
+            )
             time.sleep(delay)
             p.kill()
             _, err = p.communicate(timeout=60)
@@ -307,8 +364,10 @@ def producer_crash_trials(trials: int, seed: int, ref: ProducerRef, where: Path)
         done, total, status = state
         killed = p.returncode == -signal.SIGKILL
         report.append((t, phase, target, round(delay, 3), done, total, p.returncode))
-        tag = (f"trial {t} (seed {seed}, {phase}, after {target} chunks + {delay:.3f} s: "
-               f"{done}/{total} committed)")
+        tag = (
+            f"trial {t} (seed {seed}, {phase}, after {target} chunks + {delay:.3f} s: "
+            f"{done}/{total} committed)"
+        )
         if done:  # every chunk the killed run committed is intact
             assert consumer.verify(str(f)) == [], tag
         rc, out, err = run("producer", *producer_args(f.name), "--resume", cwd=d)
@@ -340,8 +399,19 @@ def test_producer_sigkill_then_resume_is_identical_soak(tmp_path, request):
 def test_producer_resume_of_a_stream_killed_before_its_first_commit(tmp_path):
     """The sidecar is published before the data file gets its header and before the
     labels file exists: a stream killed in between is resumed by starting afresh."""
-    args = ["--num_samples", 300_000, "--file", "s.npy", "--chunk_size", BLOCK, "--seed", 3,
-            "--anomalies", '{"rate": 0.01}', "--quiet"]
+    args = [
+        "--num_samples",
+        300_000,
+        "--file",
+        "s.npy",
+        "--chunk_size",
+        BLOCK,
+        "--seed",
+        3,
+        "--anomalies",
+        '{"rate": 0.01}',
+        "--quiet",
+    ]
     rc, _, err = run("producer", *args, cwd=tmp_path)
     assert rc == 0, err
     side = tmp_path / "s.stream.json"
@@ -361,12 +431,23 @@ def test_producer_resume_of_a_stream_killed_before_its_first_commit(tmp_path):
     assert committed(tmp_path / "s.npy")[2] == "complete"
 
 
-def test_producer_resume_refuses_other_parameters_and_no_ops_when_complete(
-    tmp_path, snapshot
-):
+def test_producer_resume_refuses_other_parameters_and_no_ops_when_complete(tmp_path, snapshot):
     n = 300_000
-    base = ["--num_samples", n, "--file", "s.npy", "--chunk_size", BLOCK, "--seed", 5,
-            "--anomalies", '{"rate": 0.01}', "--seasonality", '{"period": 50}', "--quiet"]
+    base = [
+        "--num_samples",
+        n,
+        "--file",
+        "s.npy",
+        "--chunk_size",
+        BLOCK,
+        "--seed",
+        5,
+        "--anomalies",
+        '{"rate": 0.01}',
+        "--seasonality",
+        '{"period": 50}',
+        "--quiet",
+    ]
     d = tmp_path
     p = popen("producer", *base, "--threads", 1, cwd=d)
     p.communicate(timeout=120)
@@ -418,8 +499,9 @@ def test_producer_resume_refuses_other_parameters_and_no_ops_when_complete(
     rc, out, err = run("producer", *base, "--resume", cwd=d)
     assert rc == 0 and err == "", err
     assert committed(d / "s.npy")[2] == "complete"
-    x, labels = generate_with_labels(n, seed=5, anomalies={"rate": 0.01},
-                                     seasonality={"period": 50})
+    x, labels = generate_with_labels(
+        n, seed=5, anomalies={"rate": 0.01}, seasonality={"period": 50}
+    )
     np.testing.assert_array_equal(np.load(d / "s.npy"), x)
     np.testing.assert_array_equal(np.load(d / "s.labels.npy"), labels)
     before = snapshot(d)
@@ -435,8 +517,7 @@ def test_producer_resume_refuses_other_parameters_and_no_ops_when_complete(
 # -- 2. consumer: SIGKILL at random moments, then --resume ---------------------------------
 
 
-def consumer_crash_trials(trials: int, seed: int, ref: ConsumerRef, where: Path,
-                          snapshot) -> None:
+def consumer_crash_trials(trials: int, seed: int, ref: ConsumerRef, where: Path, snapshot) -> None:
     """Every third trial kills during set-up (outputs created, kernels warming up) after a
     random delay; the others once the index file has reached a random fraction of its
     final size (so whatever the machine's load), plus a random delay up to 0.2 s, which
@@ -452,8 +533,11 @@ def consumer_crash_trials(trials: int, seed: int, ref: ConsumerRef, where: Path,
         out.mkdir()
         p = popen("consumer", *consumer_args(ref.stream, out), cwd=where)
         try:
-            wait_until(lambda out=out, p=p, k=target: p.poll() is not None or (
-                (out / "i.npy").exists() and index_size(out) >= k))
+            wait_until(
+                lambda out=out, p=p, k=target: (
+                    p.poll() is not None or ((out / "i.npy").exists() and index_size(out) >= k)
+                )
+            )
             time.sleep(delay)
             p.kill()
             _, err = p.communicate(timeout=60)
@@ -463,8 +547,10 @@ def consumer_crash_trials(trials: int, seed: int, ref: ConsumerRef, where: Path,
         at = ckpt["next_chunk"] if ckpt else None
         mid_run = p.returncode == -signal.SIGKILL and not (ckpt and ckpt["final"])
         report.append((t, target, round(delay, 3), at, p.returncode, mid_run))
-        tag = (f"trial {t} (seed {seed}, after {target} index bytes + {delay:.3f} s: "
-               f"checkpoint at chunk {at})")
+        tag = (
+            f"trial {t} (seed {seed}, after {target} index bytes + {delay:.3f} s: "
+            f"checkpoint at chunk {at})"
+        )
         # What the killed run left is readable and a prefix of the right answer.
         want = ref.table["index"].to_numpy()
         if (out / "i.npy").exists():
@@ -488,8 +574,7 @@ def consumer_crash_trials(trials: int, seed: int, ref: ConsumerRef, where: Path,
         left = sorted(q.name for q in out.iterdir())
         assert left == ["i.consumer.json", "i.npy", "o.parquet", "s.json", "sc.npy"], (tag, left)
         shutil.rmtree(out)
-    print("\nconsumer kills (trial, index bytes, delay s, checkpoint chunk, rc, mid-run):",
-          report)
+    print("\nconsumer kills (trial, index bytes, delay s, checkpoint chunk, rc, mid-run):", report)
     mid = [r for r in report if r[5]]
     assert len(mid) >= math.ceil(0.6 * trials), f"too few kills landed mid-run: {report}"
 
@@ -516,8 +601,7 @@ def test_consumer_resume_cuts_off_what_was_written_after_the_checkpoint(small_fi
     rc, out, err = run("consumer", "--file", "s.npy", "--resume", "--quiet", cwd=tmp_path)
     assert rc == 0, err
     assert (tmp_path / "s.anomalies.npy").read_bytes() == want["s.anomalies.npy"]
-    np.testing.assert_array_equal(pq.read_table(tmp_path / "s.anomalies.parquet")["index"],
-                                  idx)
+    np.testing.assert_array_equal(pq.read_table(tmp_path / "s.anomalies.parquet")["index"], idx)
     summary = json.loads((tmp_path / "s.summary.json").read_text())
     assert summary["anomalies"] == len(idx) and summary["samples"] == SMALL_N
 
@@ -543,8 +627,9 @@ def tmpfs(tmp_path):
     def mount(name: str, options: str) -> Path:
         d = tmp_path / name
         d.mkdir()
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(d)],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(d)], capture_output=True, text=True
+        )
         if r.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip() or r.returncode}")
         mounted.append(d)
@@ -557,8 +642,9 @@ def tmpfs(tmp_path):
 
 
 def remount(d: Path, options: str) -> None:
-    r = subprocess.run(["mount", "-o", f"remount,{options}", str(d)], capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        ["mount", "-o", f"remount,{options}", str(d)], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
 
 
@@ -571,8 +657,11 @@ def test_disk_full_up_front_leaves_nothing_behind(tmpfs, snapshot):
     jobs = [
         ("producer", ["--num_samples", n, "--file", "a.npy"], d),
         ("producer", ["--num_samples", n, "--file", "b.npy", "--no-preallocate"], d),
-        ("producer", ["--num_samples", n, "--file", "c.npy", "--anomalies", '{"rate": 0.01}',
-                      "--sync"], d),
+        (
+            "producer",
+            ["--num_samples", n, "--file", "c.npy", "--anomalies", '{"rate": 0.01}', "--sync"],
+            d,
+        ),
     ]
     for rc, _, err in run_all(jobs):
         line = one_line(err, "producer")
@@ -585,18 +674,17 @@ def test_disk_full_up_front_leaves_nothing_behind(tmpfs, snapshot):
     m = 400_000
     labels = len(generate_with_labels(m, anomalies={"rate": 0.5})[1])
     assert 128 + 8 * m < free < 128 + 8 * m + 128 + 8 * labels
-    rc, _, err = run("producer", "--num_samples", m, "--file", "l.npy", "--anomalies",
-                     '{"rate": 0.5}', cwd=d)
+    rc, _, err = run(
+        "producer", "--num_samples", m, "--file", "l.npy", "--anomalies", '{"rate": 0.5}', cwd=d
+    )
     line = one_line(err, "producer")
     assert rc == 1 and f"need {128 + 8 * m + 128 + 8 * labels} bytes" in line, line
     assert snapshot(d) == {}
     # An existing (smaller) stream is not touched when its replacement does not fit.
-    rc, _, err = run("producer", "--num_samples", 200_000, "--file", "old.npy", "--quiet",
-                     cwd=d)
+    rc, _, err = run("producer", "--num_samples", 200_000, "--file", "old.npy", "--quiet", cwd=d)
     assert rc == 0, err
     before = snapshot(d)
-    rc, out, err = run("producer", "--num_samples", n, "--file", "old.npy", "--overwrite",
-                       cwd=d)
+    rc, out, err = run("producer", "--num_samples", n, "--file", "old.npy", "--overwrite", cwd=d)
     assert rc == 1 and "need" in one_line(err, "producer")
     assert snapshot(d) == before
 
@@ -606,8 +694,22 @@ def test_disk_full_mid_run_marks_failed_then_resume_completes(tmpfs, tmp_path):
     # 160 MB of data, sparse until written: big enough that the producer (about 0.1 s
     # per 1e7 samples on one thread) is still writing when it is stopped below.
     n = 20_000_000
-    args = ["--num_samples", n, "--file", "s.npy", "--no-preallocate", "--threads", 1,
-            "--chunk_size", BLOCK, "--seed", 11, "--anomalies", '{"rate": 0.001}', "--quiet"]
+    args = [
+        "--num_samples",
+        n,
+        "--file",
+        "s.npy",
+        "--no-preallocate",
+        "--threads",
+        1,
+        "--chunk_size",
+        BLOCK,
+        "--seed",
+        11,
+        "--anomalies",
+        '{"rate": 0.001}',
+        "--quiet",
+    ]
     p = popen("producer", *args, cwd=d)
     try:
         # Once the labels file exists the stream is set up (the up-front space check has
@@ -634,9 +736,22 @@ def test_disk_full_mid_run_marks_failed_then_resume_completes(tmpfs, tmp_path):
     assert done < len(doc["chunks"]), "the disk was full, yet every chunk was committed"
     assert not [q.name for q in d.iterdir() if q.name.endswith(".tmp")], list(d.iterdir())
     # Readers see the failure at once instead of waiting for a stale heartbeat.
-    rc, _, err = run("consumer", "--file", d / "s.npy", "--indices", tmp_path / "i.npy",
-                     "--out", tmp_path / "o.parquet", "--summary", tmp_path / "s.json",
-                     "--timeout", 60, "--quiet", cwd=tmp_path, timeout=30)
+    rc, _, err = run(
+        "consumer",
+        "--file",
+        d / "s.npy",
+        "--indices",
+        tmp_path / "i.npy",
+        "--out",
+        tmp_path / "o.parquet",
+        "--summary",
+        tmp_path / "s.json",
+        "--timeout",
+        60,
+        "--quiet",
+        cwd=tmp_path,
+        timeout=30,
+    )
     assert rc == 1 and "No space left on device" in one_line(err, "consumer")
     remount(d, "size=400m")
     rc, out, err = run("producer", *args, "--resume", cwd=d)
@@ -645,8 +760,12 @@ def test_disk_full_mid_run_marks_failed_then_resume_completes(tmpfs, tmp_path):
     x, labels = generate_with_labels(n, seed=11, anomalies={"rate": 0.001})
     assert np.load(d / "s.npy").tobytes() == x.tobytes()
     np.testing.assert_array_equal(np.load(d / "s.labels.npy"), labels)
-    assert sorted(q.name for q in d.iterdir()) == ["filler", "s.labels.npy", "s.npy",
-                                                   "s.stream.json"]
+    assert sorted(q.name for q in d.iterdir()) == [
+        "filler",
+        "s.labels.npy",
+        "s.npy",
+        "s.stream.json",
+    ]
 
 
 def _fsize_limit(limit: int) -> Callable[[], None]:
@@ -661,10 +780,21 @@ def test_file_size_limit_is_an_error_not_a_signal(tmp_path, snapshot):
     n = 1_000_000
     results = {}
     procs = {
-        name: popen("producer", "--num_samples", n, "--file", f"{name}.npy", *extra,
-                    cwd=tmp_path, preexec_fn=_fsize_limit(limit))
-        for name, extra in (("pre", []), ("sparse", ["--no-preallocate"]),
-                            ("sync", ["--sync", "--anomalies", '{"rate": 0.01}']))
+        name: popen(
+            "producer",
+            "--num_samples",
+            n,
+            "--file",
+            f"{name}.npy",
+            *extra,
+            cwd=tmp_path,
+            preexec_fn=_fsize_limit(limit),
+        )
+        for name, extra in (
+            ("pre", []),
+            ("sparse", ["--no-preallocate"]),
+            ("sync", ["--sync", "--anomalies", '{"rate": 0.01}']),
+        )
     }
     for name, p in procs.items():
         out, err = p.communicate(timeout=120)
@@ -675,11 +805,18 @@ def test_file_size_limit_is_an_error_not_a_signal(tmp_path, snapshot):
         assert "file size limit" in line and f"{name}.npy" in line, (name, line)
     assert snapshot(tmp_path) == {}
     # The consumer: outputs past the limit are an error too (dense scores: 4 MB).
-    rc, _, err = run("producer", "--num_samples", n, "--file", "s.npy", "--quiet",
-                     cwd=tmp_path)
+    rc, _, err = run("producer", "--num_samples", n, "--file", "s.npy", "--quiet", cwd=tmp_path)
     assert rc == 0, err
-    p = popen("consumer", "--file", "s.npy", "--scores", "s.scores.npy", "--quiet",
-              cwd=tmp_path, preexec_fn=_fsize_limit(limit))
+    p = popen(
+        "consumer",
+        "--file",
+        "s.npy",
+        "--scores",
+        "s.scores.npy",
+        "--quiet",
+        cwd=tmp_path,
+        preexec_fn=_fsize_limit(limit),
+    )
     out, err = p.communicate(timeout=120)
     assert p.returncode == 1, (p.returncode, err)
     line = one_line(err, "consumer")
@@ -689,9 +826,7 @@ def test_file_size_limit_is_an_error_not_a_signal(tmp_path, snapshot):
 # -- 4. one writer, many readers -------------------------------------------------------------
 
 
-def test_single_writer_many_readers_and_lock_dies_with_the_writer(
-    producer_ref, tmp_path
-):
+def test_single_writer_many_readers_and_lock_dies_with_the_writer(producer_ref, tmp_path):
     d = tmp_path
     f = d / "s.npy"
     a = popen("producer", *producer_args(f.name, threads=1), cwd=d)
@@ -703,15 +838,34 @@ def test_single_writer_many_readers_and_lock_dies_with_the_writer(
         assert 0 < done < total and status == "running"
         for k in (1, 2):  # two consumers tail the same stream into different outputs
             (d / f"r{k}").mkdir()
-            readers.append(popen("consumer", "--file", f, "--threads", 1, "--timeout", 120,
-                                 "--params", '{"window": 500, "threshold": 4}',
-                                 "--indices", d / f"r{k}/i.npy", "--out", d / f"r{k}/o.parquet",
-                                 "--summary", d / f"r{k}/s.json", "--quiet", cwd=d))
+            readers.append(
+                popen(
+                    "consumer",
+                    "--file",
+                    f,
+                    "--threads",
+                    1,
+                    "--timeout",
+                    120,
+                    "--params",
+                    '{"window": 500, "threshold": 4}',
+                    "--indices",
+                    d / f"r{k}/i.npy",
+                    "--out",
+                    d / f"r{k}/o.parquet",
+                    "--summary",
+                    d / f"r{k}/s.json",
+                    "--quiet",
+                    cwd=d,
+                )
+            )
         names = ("s.npy", "s.stream.json", "s.labels.npy")
         before = {n: (sha256_file(d / n), (d / n).stat().st_mtime_ns) for n in names}
-        jobs = [("producer", [*producer_args(f.name), "--overwrite"], d),
-                ("producer", ["--num_samples", 1000, "--file", f.name, "--overwrite"], d),
-                ("producer", [*producer_args(f.name), "--resume"], d)]
+        jobs = [
+            ("producer", [*producer_args(f.name), "--overwrite"], d),
+            ("producer", ["--num_samples", 1000, "--file", f.name, "--overwrite"], d),
+            ("producer", [*producer_args(f.name), "--resume"], d),
+        ]
         for rc, _, err in run_all(jobs):
             line = one_line(err, "producer")
             assert rc == 1 and "another producer is writing" in line, line
@@ -726,8 +880,7 @@ def test_single_writer_many_readers_and_lock_dies_with_the_writer(
             _, err = r.communicate(timeout=300)
             assert r.returncode == 0, err
         for k in (1, 2):
-            results.append((np.load(d / f"r{k}/i.npy"),
-                            pq.read_table(d / f"r{k}/o.parquet")))
+            results.append((np.load(d / f"r{k}/i.npy"), pq.read_table(d / f"r{k}/o.parquet")))
         want = consumer.detect(np.load(f, mmap_mode="r"), window=500, threshold=4)
         assert len(want) > 1000
         for idx, table in results:
@@ -811,20 +964,21 @@ def test_consumer_signals_exit_promptly_and_resume(consumer_ref, tmp_path):
     procs = {}
     for name in SIGNALS:
         (tmp_path / name).mkdir()
-        procs[name] = popen("consumer", *consumer_args(consumer_ref.stream, tmp_path / name),
-                            cwd=tmp_path)
+        procs[name] = popen(
+            "consumer", *consumer_args(consumer_ref.stream, tmp_path / name), cwd=tmp_path
+        )
     try:
         # Signal each one once its index file is 20% / 40% of its final size.
-        targets = {name: (k + 1) * 0.2 * consumer_ref.index_bytes
-                   for k, name in enumerate(SIGNALS)}
+        targets = {name: (k + 1) * 0.2 * consumer_ref.index_bytes for k, name in enumerate(SIGNALS)}
         sent: dict[str, float] = {}
         ended: dict[str, float] = {}
         deadline = time.monotonic() + 120
         while len(ended) < len(SIGNALS) and time.monotonic() < deadline:
             for name, (sig, _) in SIGNALS.items():
                 p = procs[name]
-                if name not in sent and (index_size(tmp_path / name) >= targets[name]
-                                         or p.poll() is not None):
+                if name not in sent and (
+                    index_size(tmp_path / name) >= targets[name] or p.poll() is not None
+                ):
                     p.send_signal(sig)
                     sent[name] = time.monotonic()
                 if name in sent and name not in ended and p.poll() is not None:
@@ -844,8 +998,10 @@ def test_consumer_signals_exit_promptly_and_resume(consumer_ref, tmp_path):
     finally:
         for p in procs.values():
             kill(p)
-    jobs = [("consumer", [*consumer_args(consumer_ref.stream, tmp_path / name), "--resume"],
-             tmp_path) for name in SIGNALS]
+    jobs = [
+        ("consumer", [*consumer_args(consumer_ref.stream, tmp_path / name), "--resume"], tmp_path)
+        for name in SIGNALS
+    ]
     for name, (rc, _, err) in zip(SIGNALS, run_all(jobs), strict=True):
         assert rc == 0, err
         assert_consumer_outputs_equal(tmp_path / name, consumer_ref, name)
@@ -855,8 +1011,15 @@ def test_consumer_signals_exit_promptly_and_resume(consumer_ref, tmp_path):
 
 
 SMALL_N = 300_000  # 5 chunks of 65536 (the last one partial)
-SMALL = ["--num_samples", SMALL_N, "--chunk_size", BLOCK, "--anomalies", '{"rate": 0.01}',
-         "--quiet"]
+SMALL = [
+    "--num_samples",
+    SMALL_N,
+    "--chunk_size",
+    BLOCK,
+    "--anomalies",
+    '{"rate": 0.01}',
+    "--quiet",
+]
 
 
 @pytest.fixture(scope="module")
@@ -924,65 +1087,184 @@ def _nothing(d: Path) -> None:
 OVERWRITE_S = ["--file", "s.npy", "--overwrite"]
 # case -> (module, setup, args, exit status, text the one stderr line must contain)
 BAD = {
-    "p-huge-n": ("producer", _nothing, [*SMALL, "--num_samples", 10**15, *OVERWRITE_S], 1,
-                 "need 8000000000000128 bytes"),
-    "p-threads-negative": ("producer", _nothing, [*SMALL, "--threads=-1", *OVERWRITE_S], 2,
-                           "--threads"),
-    "p-chunk-negative": ("producer", _nothing, [*SMALL, "--chunk_size=-65536", *OVERWRITE_S],
-                         2, "--chunk_size"),
-    "p-nan-trend": ("producer", _nothing, [*SMALL, "--trend", '{"slope": NaN}', *OVERWRITE_S],
-                    2, "NaN"),
-    "p-neg-infinity": ("producer", _nothing,
-                       [*SMALL, "--anomalies", '{"rate": -Infinity}', *OVERWRITE_S], 2,
-                       "Infinity"),
-    "p-missing-dir": ("producer", _nothing, [*SMALL, "--file", "nodir/x.npy"], 2,
-                      "does not exist"),
+    "p-huge-n": (
+        "producer",
+        _nothing,
+        [*SMALL, "--num_samples", 10**15, *OVERWRITE_S],
+        1,
+        "need 8000000000000128 bytes",
+    ),
+    "p-threads-negative": (
+        "producer",
+        _nothing,
+        [*SMALL, "--threads=-1", *OVERWRITE_S],
+        2,
+        "--threads",
+    ),
+    "p-chunk-negative": (
+        "producer",
+        _nothing,
+        [*SMALL, "--chunk_size=-65536", *OVERWRITE_S],
+        2,
+        "--chunk_size",
+    ),
+    "p-nan-trend": (
+        "producer",
+        _nothing,
+        [*SMALL, "--trend", '{"slope": NaN}', *OVERWRITE_S],
+        2,
+        "NaN",
+    ),
+    "p-neg-infinity": (
+        "producer",
+        _nothing,
+        [*SMALL, "--anomalies", '{"rate": -Infinity}', *OVERWRITE_S],
+        2,
+        "Infinity",
+    ),
+    "p-missing-dir": ("producer", _nothing, [*SMALL, "--file", "nodir/x.npy"], 2, "does not exist"),
     "p-is-dir": ("producer", _make_dir, [*SMALL, "--file", "adir"], 2, "directory"),
-    "p-resume-corrupt-sidecar": ("producer", _corrupt_sidecar,
-                                 [*SMALL, "--file", "s.npy", "--resume"], 1, "corrupt sidecar"),
-    "p-resume-version-99": ("producer", _edit_sidecar(version=99),
-                            [*SMALL, "--file", "s.npy", "--resume"], 1, "version 99"),
-    "p-resume-truncated": ("producer", _truncate_data, [*SMALL, "--file", "s.npy", "--resume"],
-                           1, "disagrees with its header"),
-    "p-resume-dtype": ("producer", _edit_sidecar(dtype="float32"),
-                       [*SMALL, "--file", "s.npy", "--resume"], 1, "float32"),
-    "p-resume-no-labels": ("producer", _interrupted_without_labels,
-                           [*SMALL, "--file", "s.npy", "--resume"], 1, "labels"),
-    "c-threads-0": ("consumer", _nothing, ["--file", "s.npy", "--threads", 0, "--overwrite"],
-                    2, "--threads"),
-    "c-threads-negative": ("consumer", _nothing,
-                           ["--file", "s.npy", "--threads=-3", "--overwrite"], 2, "--threads"),
-    "c-chunk-0": ("consumer", _nothing, ["--file", "s.npy", "--chunk_size", 0, "--overwrite"],
-                  2, "--chunk_size"),
-    "c-nan": ("consumer", _nothing,
-              ["--file", "s.npy", "--params", '{"threshold": NaN}', "--overwrite"], 2, "NaN"),
-    "c-infinity": ("consumer", _nothing,
-                   ["--file", "s.npy", "--params", '{"window": Infinity}', "--overwrite"], 2,
-                   "Infinity"),
-    "c-out-missing-dir": ("consumer", _nothing,
-                          ["--file", "s.npy", "--out", "nodir/o.parquet", "--overwrite"], 2,
-                          "does not exist"),
+    "p-resume-corrupt-sidecar": (
+        "producer",
+        _corrupt_sidecar,
+        [*SMALL, "--file", "s.npy", "--resume"],
+        1,
+        "corrupt sidecar",
+    ),
+    "p-resume-version-99": (
+        "producer",
+        _edit_sidecar(version=99),
+        [*SMALL, "--file", "s.npy", "--resume"],
+        1,
+        "version 99",
+    ),
+    "p-resume-truncated": (
+        "producer",
+        _truncate_data,
+        [*SMALL, "--file", "s.npy", "--resume"],
+        1,
+        "disagrees with its header",
+    ),
+    "p-resume-dtype": (
+        "producer",
+        _edit_sidecar(dtype="float32"),
+        [*SMALL, "--file", "s.npy", "--resume"],
+        1,
+        "float32",
+    ),
+    "p-resume-no-labels": (
+        "producer",
+        _interrupted_without_labels,
+        [*SMALL, "--file", "s.npy", "--resume"],
+        1,
+        "labels",
+    ),
+    "c-threads-0": (
+        "consumer",
+        _nothing,
+        ["--file", "s.npy", "--threads", 0, "--overwrite"],
+        2,
+        "--threads",
+    ),
+    "c-threads-negative": (
+        "consumer",
+        _nothing,
+        ["--file", "s.npy", "--threads=-3", "--overwrite"],
+        2,
+        "--threads",
+    ),
+    "c-chunk-0": (
+        "consumer",
+        _nothing,
+        ["--file", "s.npy", "--chunk_size", 0, "--overwrite"],
+        2,
+        "--chunk_size",
+    ),
+    "c-nan": (
+        "consumer",
+        _nothing,
+        ["--file", "s.npy", "--params", '{"threshold": NaN}', "--overwrite"],
+        2,
+        "NaN",
+    ),
+    "c-infinity": (
+        "consumer",
+        _nothing,
+        ["--file", "s.npy", "--params", '{"window": Infinity}', "--overwrite"],
+        2,
+        "Infinity",
+    ),
+    "c-out-missing-dir": (
+        "consumer",
+        _nothing,
+        ["--file", "s.npy", "--out", "nodir/o.parquet", "--overwrite"],
+        2,
+        "does not exist",
+    ),
     "c-input-missing-dir": ("consumer", _nothing, ["--file", "nodir/s.npy"], 2, "nodir"),
-    "c-out-is-dir": ("consumer", _make_dir, ["--file", "s.npy", "--out", "adir",
-                                             "--overwrite"], 2, "directory"),
-    "c-corrupt-sidecar": ("consumer", _corrupt_sidecar, ["--file", "s.npy", "--overwrite"], 1,
-                          "corrupt sidecar"),
-    "c-version-99": ("consumer", _edit_sidecar(version=99), ["--file", "s.npy", "--overwrite"],
-                     1, "version 99"),
-    "c-truncated": ("consumer", _truncate_data, ["--file", "s.npy", "--overwrite"], 1,
-                    "disagrees with its header"),
-    "c-dtype": ("consumer", _edit_sidecar(dtype="float32"), ["--file", "s.npy", "--overwrite"],
-                1, "float32"),
-    "c-labels-missing": ("consumer", _nothing,
-                         ["--file", "s.npy", "--labels", "nolabels.npy", "--overwrite"], 2,
-                         "nolabels.npy"),
-    "c-resume-corrupt-checkpoint": ("consumer", _corrupt_checkpoint,
-                                    ["--file", "s.npy", "--resume"], 1, "corrupt checkpoint"),
-    "c-resume-other-params": ("consumer", _nothing,
-                              ["--file", "s.npy", "--resume", "--params", '{"threshold": 5}'],
-                              2, "'detector' differs"),
-    "c-resume-no-checkpoint": ("consumer", _unlink("s.consumer.json"),
-                               ["--file", "s.npy", "--resume"], 2, "no checkpoint"),
+    "c-out-is-dir": (
+        "consumer",
+        _make_dir,
+        ["--file", "s.npy", "--out", "adir", "--overwrite"],
+        2,
+        "directory",
+    ),
+    "c-corrupt-sidecar": (
+        "consumer",
+        _corrupt_sidecar,
+        ["--file", "s.npy", "--overwrite"],
+        1,
+        "corrupt sidecar",
+    ),
+    "c-version-99": (
+        "consumer",
+        _edit_sidecar(version=99),
+        ["--file", "s.npy", "--overwrite"],
+        1,
+        "version 99",
+    ),
+    "c-truncated": (
+        "consumer",
+        _truncate_data,
+        ["--file", "s.npy", "--overwrite"],
+        1,
+        "disagrees with its header",
+    ),
+    "c-dtype": (
+        "consumer",
+        _edit_sidecar(dtype="float32"),
+        ["--file", "s.npy", "--overwrite"],
+        1,
+        "float32",
+    ),
+    "c-labels-missing": (
+        "consumer",
+        _nothing,
+        ["--file", "s.npy", "--labels", "nolabels.npy", "--overwrite"],
+        2,
+        "nolabels.npy",
+    ),
+    "c-resume-corrupt-checkpoint": (
+        "consumer",
+        _corrupt_checkpoint,
+        ["--file", "s.npy", "--resume"],
+        1,
+        "corrupt checkpoint",
+    ),
+    "c-resume-other-params": (
+        "consumer",
+        _nothing,
+        ["--file", "s.npy", "--resume", "--params", '{"threshold": 5}'],
+        2,
+        "'detector' differs",
+    ),
+    "c-resume-no-checkpoint": (
+        "consumer",
+        _unlink("s.consumer.json"),
+        ["--file", "s.npy", "--resume"],
+        2,
+        "no checkpoint",
+    ),
 }
 
 
@@ -1034,31 +1316,61 @@ def test_read_only_directory(tmpfs, small_files, tmp_path, snapshot):
         ("producer", [*SMALL, "--file", ro / "s.npy", "--overwrite"], tmp_path),
         ("producer", [*SMALL, "--file", ro / "r.npy", "--resume"], tmp_path),
         ("consumer", ["--file", ro / "s.npy"], tmp_path),  # outputs beside the input
-        ("consumer", ["--file", ro / "s.npy", "--out", ro / "o.parquet", "--indices",
-                      out / "i.npy", "--summary", out / "s.json"], tmp_path),
+        (
+            "consumer",
+            [
+                "--file",
+                ro / "s.npy",
+                "--out",
+                ro / "o.parquet",
+                "--indices",
+                out / "i.npy",
+                "--summary",
+                out / "s.json",
+            ],
+            tmp_path,
+        ),
         # Reading a stream from a read-only mount is fine.
-        ("consumer", ["--file", ro / "s.npy", "--out", out / "o.parquet", "--indices",
-                      out / "i.npy", "--summary", out / "s.json", "--quiet"], tmp_path),
+        (
+            "consumer",
+            [
+                "--file",
+                ro / "s.npy",
+                "--out",
+                out / "o.parquet",
+                "--indices",
+                out / "i.npy",
+                "--summary",
+                out / "s.json",
+                "--quiet",
+            ],
+            tmp_path,
+        ),
     ]
     results = run_all(jobs)
-    expect = [(2, "not writable"), (2, "not writable"), (1, "Read-only file system"),
-              (2, "not writable"), (2, "not writable")]
-    for (module, args, _), (rc, _, err), (status, text) in zip(jobs, results, expect,
-                                                               strict=False):
+    expect = [
+        (2, "not writable"),
+        (2, "not writable"),
+        (1, "Read-only file system"),
+        (2, "not writable"),
+        (2, "not writable"),
+    ]
+    for (module, args, _), (rc, _, err), (status, text) in zip(jobs, results, expect, strict=False):
         line = one_line(err, module)
         assert rc == status and text in line, (args, rc, line)
     rc, o, err = results[-1]
     assert rc == 0, err
-    np.testing.assert_array_equal(np.load(out / "i.npy"),
-                                  consumer.detect(np.load(ro / "s.npy")))
+    np.testing.assert_array_equal(np.load(out / "i.npy"), consumer.detect(np.load(ro / "s.npy")))
     assert snapshot(ro) == before
 
 
 def test_debug_shows_a_traceback(small_files, tmp_path):
     install(small_files, tmp_path)
     _corrupt_sidecar(tmp_path)
-    jobs = [("consumer", ["--file", "s.npy", "--overwrite", "--debug"], tmp_path),
-            ("producer", [*SMALL, "--file", "s.npy", "--resume", "--debug"], tmp_path)]
+    jobs = [
+        ("consumer", ["--file", "s.npy", "--overwrite", "--debug"], tmp_path),
+        ("producer", [*SMALL, "--file", "s.npy", "--resume", "--debug"], tmp_path),
+    ]
     for rc, _, err in run_all(jobs):
         assert rc == 1, err
         assert "Traceback (most recent call last)" in err, err

@@ -15,19 +15,46 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(tmp_path, *args, timeout=300):
-    return subprocess.run([sys.executable, str(ROOT / "single_machine.py"), *args],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=timeout,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, str(ROOT / "single_machine.py"), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_end_to_end_zscore_with_file(tmp_path):
-    res = run(tmp_path, "--num_samples", "3000000", "--detector", "zscore", "--file", "s.npy",
-              "--seasonality", "", "--anomalies", '{"rate": 1e-4, "magnitude": 9}',
-              "--chunk_size", "131072", "--time")
+    res = run(
+        tmp_path,
+        "--num_samples",
+        "3000000",
+        "--detector",
+        "zscore",
+        "--file",
+        "s.npy",
+        "--seasonality",
+        "",
+        "--anomalies",
+        '{"rate": 1e-4, "magnitude": 9}',
+        "--chunk_size",
+        "131072",
+        "--time",
+    )
     assert res.returncode == 0, res.stderr
     out = res.stdout
-    for word in ("producer", "consumer", "M samples/s", "peak RSS MiB", "end to end",
-                 "pipeline", "precision", "recall", "throughput chart"):
+    for word in (
+        "producer",
+        "consumer",
+        "M samples/s",
+        "peak RSS MiB",
+        "end to end",
+        "pipeline",
+        "precision",
+        "recall",
+        "throughput chart",
+    ):
         assert word in out, out
     # --time: the same figures as JSON; the pipeline (start of generation to the last
     # result) lies inside the wall-clock span and after the producer started generating.
@@ -37,12 +64,12 @@ def test_end_to_end_zscore_with_file(tmp_path):
     assert fig["producer"]["started_at"] <= fig["producer"]["finished_at"]
     assert fig["producer"]["started_at"] < fig["consumer"]["finished_at"]
     assert fig["pipeline_seconds"] == round(
-        fig["consumer"]["finished_at"] - fig["producer"]["started_at"], 4)
+        fig["consumer"]["finished_at"] - fig["producer"]["started_at"], 4
+    )
     # The tailing consumer's result equals a whole-series computation on the final file.
     x = np.load(tmp_path / "s.npy")
     idx = np.load(tmp_path / "s.anomalies.npy")
-    np.testing.assert_array_equal(idx, consumer.detect(x, type="zscore", window=1000,
-                                                       threshold=5))
+    np.testing.assert_array_equal(idx, consumer.detect(x, type="zscore", window=1000, threshold=5))
     summary = json.loads((tmp_path / "s.summary.json").read_text())
     assert summary["recall"] > 0.9 and summary["samples"] == 3_000_000
     png = tmp_path / "s.throughput.png"
@@ -63,8 +90,17 @@ def test_default_detector_stl_in_temporary_directory(tmp_path):
 
 def test_a_failing_side_stops_the_other(tmp_path):
     # The consumer refuses window 1 (exit 2): the run stops with the cause, non-zero.
-    res = run(tmp_path, "--num_samples", "50000000", "--detector", "zscore",
-              "--params", '{"window": 1}', "--file", "s.npy")
+    res = run(
+        tmp_path,
+        "--num_samples",
+        "50000000",
+        "--detector",
+        "zscore",
+        "--params",
+        '{"window": 1}',
+        "--file",
+        "s.npy",
+    )
     assert res.returncode != 0
     assert "consumer failed" in res.stderr and "window" in res.stderr, res.stderr
     last = res.stderr.strip().splitlines()[-1]  # progress lines come before it

@@ -68,8 +68,9 @@ def test_chunk_residuals_equal_whole_series_residuals():
     for start in range(0, len(x), 70_000):
         stop = min(len(x), start + 70_000)
         ws, we = det.window_for(start, stop)
-        _, _, r = stl_decompose(x[ws:we], 24, seasonal=7, inner_iter=3, offset=ws,
-                                total_length=len(x))
+        _, _, r = stl_decompose(
+            x[ws:we], 24, seasonal=7, inner_iter=3, offset=ws, total_length=len(x)
+        )
         a, b = start - ws, stop - ws
         scale = 1 + np.abs(x).max()
         assert np.abs(r[a:b] - whole[start:stop]).max() <= 1e-9 * scale
@@ -90,17 +91,37 @@ def test_detection_quality_beats_zscore(spiky):
 def test_cli_stl_1e6_recall_precision_and_threads(tmp_path, run_producer, run_consumer):
     """The issue's acceptance test: 1e6 samples, amplitude 5, period 200, spikes 8 sigma."""
     rc, _, err = run_producer(
-        "--num_samples", "1000000", "--file", "s.npy", "--seasonality", json.dumps(SEASON),
-        "--anomalies", json.dumps(SPIKES), "--chunk_size", "131072",
+        "--num_samples",
+        "1000000",
+        "--file",
+        "s.npy",
+        "--seasonality",
+        json.dumps(SEASON),
+        "--anomalies",
+        json.dumps(SPIKES),
+        "--chunk_size",
+        "131072",
     )
     assert rc == 0, err
     results = {}
     for threads in ("1", "2"):
         rc, out, err = run_consumer(
-            "--file", "s.npy", "--type", "stl", "--params", '{"threshold": 5}',
-            "--labels", "s.labels.npy", "--threads", threads,
-            "--indices", f"i{threads}.npy", "--out", f"o{threads}.parquet",
-            "--summary", f"s{threads}.json",
+            "--file",
+            "s.npy",
+            "--type",
+            "stl",
+            "--params",
+            '{"threshold": 5}',
+            "--labels",
+            "s.labels.npy",
+            "--threads",
+            threads,
+            "--indices",
+            f"i{threads}.npy",
+            "--out",
+            f"o{threads}.parquet",
+            "--summary",
+            f"s{threads}.json",
         )
         assert rc == 0, err
         results[threads] = np.load(tmp_path / f"i{threads}.npy")
@@ -109,14 +130,19 @@ def test_cli_stl_1e6_recall_precision_and_threads(tmp_path, run_producer, run_co
         assert summary["detector"]["period"] == 200  # taken from the stream
     np.testing.assert_array_equal(results["1"], results["2"])
     x = np.load(tmp_path / "s.npy")
-    np.testing.assert_array_equal(results["1"], consumer.detect(x, type="stl", threshold=5,
-                                                                period=200))
+    np.testing.assert_array_equal(
+        results["1"], consumer.detect(x, type="stl", threshold=5, period=200)
+    )
 
 
 def test_robust_mode_is_chunk_invariant_and_close_to_batch():
     """Streamed robust STL uses a median per fixed block; bound its gap to batch robust STL."""
-    x = producer.generate(140_000, seed=11, seasonality={"amplitude": 3.0, "period": 50},
-                          anomalies={"rate": 1e-3, "magnitude": 10})
+    x = producer.generate(
+        140_000,
+        seed=11,
+        seasonality={"amplitude": 3.0, "period": 50},
+        anomalies={"rate": 1e-3, "magnitude": 10},
+    )
     params = {"period": 50, "robust": True, "seasonal": 7, "outer_iter": 3, "block": 20_000}
     det = make_detector("stl", params, len(x))
     a = chunked(x, det, 30_000)
@@ -128,8 +154,16 @@ def test_robust_mode_is_chunk_invariant_and_close_to_batch():
     for b0 in range(0, len(x), 20_000):
         b1 = min(len(x), b0 + 20_000)
         ws, we = det._window(b0, b1)
-        _, _, r = stl_decompose(x[ws:we], 50, seasonal=7, robust=True, inner_iter=2,
-                                outer_iter=3, offset=ws, total_length=len(x))
+        _, _, r = stl_decompose(
+            x[ws:we],
+            50,
+            seasonal=7,
+            robust=True,
+            inner_iter=2,
+            outer_iter=3,
+            offset=ws,
+            total_length=len(x),
+        )
         streamed[b0:b1] = r[b0 - ws : b1 - ws]
     noise = 1.4826 * np.median(np.abs(batch - np.median(batch)))
     gap = np.abs(streamed - batch)

@@ -42,8 +42,9 @@ def _assert_matches_statsmodels(x: np.ndarray, period: int, **kw: object) -> Non
     ref = STL(x, period=period, **kw).fit(inner_iter=inner, outer_iter=outer)
     got = stl_decompose(x, period, **kw, inner_iter=inner, outer_iter=outer)
     tol = 1e-8 * (1.0 + np.abs(x).max())
-    for name, a, b in zip(("seasonal", "trend", "resid"), got, (ref.seasonal, ref.trend,
-                                                                ref.resid), strict=True):
+    for name, a, b in zip(
+        ("seasonal", "trend", "resid"), got, (ref.seasonal, ref.trend, ref.resid), strict=True
+    ):
         assert a.dtype == np.float64 and a.shape == x.shape
         err = np.abs(a - np.asarray(b)).max()
         assert err <= tol, f"{name}: max |diff| {err:.3g} > {tol:.3g}"
@@ -77,8 +78,17 @@ GRID = [
     (20_000, 200, {"inner_iter": 2}),
     (20_000, 200, {"inner_iter": 1, "trend_jump": 10, "low_pass_jump": 7}),
     (2880, 1440, {"inner_iter": 2}),
-    (4001, 1440, {"inner_iter": 1, "seasonal_jump": 2, "trend_jump": 3, "low_pass_jump": 2,
-                  "seasonal_deg": 0}),
+    (
+        4001,
+        1440,
+        {
+            "inner_iter": 1,
+            "seasonal_jump": 2,
+            "trend_jump": 3,
+            "low_pass_jump": 2,
+            "seasonal_deg": 0,
+        },
+    ),
 ]
 
 
@@ -113,8 +123,17 @@ def test_zero_inner_iterations_like_statsmodels() -> None:
         (50_000, 24, {"inner_iter": 2}),
         (20_000, 200, {"inner_iter": 2}),
         (20_000, 12, {"robust": True, "inner_iter": 1, "outer_iter": 2}),
-        (9_000, 7, {"seasonal_jump": 3, "trend_jump": 4, "low_pass_jump": 2, "robust": True,
-                    "outer_iter": 1}),
+        (
+            9_000,
+            7,
+            {
+                "seasonal_jump": 3,
+                "trend_jump": 4,
+                "low_pass_jump": 2,
+                "robust": True,
+                "outer_iter": 1,
+            },
+        ),
         (3000, 1440, {"inner_iter": 1}),
     ],
     ids=lambda v: str(v),
@@ -152,27 +171,31 @@ def _lengths_only(kw: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in kw.items() if not k.endswith("_deg")}
 
 
-def _chunked(x: np.ndarray, period: int, kw: dict[str, object], inner: int, chunk: int,
-             radius: int) -> tuple[np.ndarray, ...]:
+def _chunked(
+    x: np.ndarray, period: int, kw: dict[str, object], inner: int, chunk: int, radius: int
+) -> tuple[np.ndarray, ...]:
     """Decompose x chunk by chunk, each chunk inside a window with `radius` halo."""
     n = x.shape[0]
-    align = stl_alignment(period, *(int(kw.get(k, 1)) for k in  # type: ignore[call-overload]
-                                    ("seasonal_jump", "trend_jump", "low_pass_jump")))
+    align = stl_alignment(
+        period,
+        *(
+            int(kw.get(k, 1))
+            for k in ("seasonal_jump", "trend_jump", "low_pass_jump")  # type: ignore[call-overload]
+        ),
+    )
     out = tuple(np.full(n, np.nan) for _ in range(3))
     for a in range(0, n, chunk):
         b = min(a + chunk, n)
         lo = max(0, a - radius) // align * align
         hi = min(n, b + radius)
-        parts = stl_decompose(x[lo:hi], period, **kw, inner_iter=inner, offset=lo,
-                              total_length=n)
+        parts = stl_decompose(x[lo:hi], period, **kw, inner_iter=inner, offset=lo, total_length=n)
         for o, p in zip(out, parts, strict=True):
-            o[a:b] = p[a - lo:b - lo]
+            o[a:b] = p[a - lo : b - lo]
     return out
 
 
 @pytest.mark.parametrize(("period", "kw", "inner"), RADIUS_CASES, ids=lambda v: str(v))
-def test_chunked_windows_equal_whole_series(period: int, kw: dict[str, object],
-                                            inner: int) -> None:
+def test_chunked_windows_equal_whole_series(period: int, kw: dict[str, object], inner: int) -> None:
     # Bit for bit: the kernel's every step is canonical (see the module doc).
     radius = stl_radius(period, **_lengths_only(kw), inner_iter=inner)
     chunk = max(3 * radius, 10 * period) + 17
@@ -183,18 +206,20 @@ def test_chunked_windows_equal_whole_series(period: int, kw: dict[str, object],
         assert np.array_equal(w, c)
 
 
-def _reach(x: np.ndarray, period: int, kw: dict[str, object], inner: int,
-           width: int, starts: range) -> int:
+def _reach(
+    x: np.ndarray, period: int, kw: dict[str, object], inner: int, width: int, starts: range
+) -> int:
     """Deepest sample (distance to the nearer cut edge, + 1) that differs from
     the whole-series decomposition, over windows x[a:a + width]."""
     whole = stl_decompose(x, period, **kw, inner_iter=inner)
     deepest = 0
     for a in starts:
-        w = stl_decompose(x[a:a + width], period, **kw, inner_iter=inner, offset=a,
-                          total_length=x.size)
+        w = stl_decompose(
+            x[a : a + width], period, **kw, inner_iter=inner, offset=a, total_length=x.size
+        )
         diff = np.zeros(width, dtype=bool)
         for c in range(3):
-            diff |= w[c] != whole[c][a:a + width]
+            diff |= w[c] != whole[c][a : a + width]
         idx = np.flatnonzero(diff)
         if idx.size:
             depth = np.minimum(idx, width - 1 - idx) + 1
@@ -215,8 +240,7 @@ def _reach(x: np.ndarray, period: int, kw: dict[str, object], inner: int,
     ],
     ids=lambda v: str(v),
 )
-def test_radius_is_exact(period: int, kw: dict[str, object], inner: int,
-                         attained: bool) -> None:
+def test_radius_is_exact(period: int, kw: dict[str, object], inner: int, attained: bool) -> None:
     # Windows differ from the whole series up to depth R and never beyond.
     # For the `attained` cases some sample at depth R does differ (with this
     # data), so one sample less of halo would change the result; otherwise
@@ -262,11 +286,13 @@ def test_alignment_values_and_need() -> None:
     whole = stl_decompose(x, period, **kw, inner_iter=2)
     tol = 1e-9 * (1.0 + np.abs(x).max())
     seg = slice(radius, 1500 - radius)
-    aligned = stl_decompose(x[240:1740], period, **kw, inner_iter=2, offset=240,
-                            total_length=x.size)
+    aligned = stl_decompose(
+        x[240:1740], period, **kw, inner_iter=2, offset=240, total_length=x.size
+    )
     assert np.array_equal(aligned[0][seg], whole[0][240:1740][seg])
-    shifted = stl_decompose(x[252:1752], period, **kw, inner_iter=2, offset=252,
-                            total_length=x.size)
+    shifted = stl_decompose(
+        x[252:1752], period, **kw, inner_iter=2, offset=252, total_length=x.size
+    )
     assert np.abs(shifted[0][seg] - whole[0][252:1752][seg]).max() > tol
 
 
@@ -280,12 +306,11 @@ def test_window_touching_the_ends_needs_total_length() -> None:
     tol = 1e-9 * (1.0 + np.abs(x).max())
     head = stl_decompose(x[:3000], period, inner_iter=2, total_length=x.size)
     plain = stl_decompose(x[:3000], period, inner_iter=2)
-    tail = stl_decompose(x[-3000:], period, inner_iter=2, offset=x.size - 3000,
-                         total_length=x.size)
+    tail = stl_decompose(x[-3000:], period, inner_iter=2, offset=x.size - 3000, total_length=x.size)
     keep = slice(0, 3000 - radius)
     for c in range(3):
         assert np.array_equal(head[c][keep], whole[c][:3000][keep])
-        assert np.array_equal(tail[c][radius:], whole[c][-3000 + radius:])
+        assert np.array_equal(tail[c][radius:], whole[c][-3000 + radius :])
     assert np.abs(plain[1][keep] - whole[1][:3000][keep]).max() > 1e3 * tol
 
 
@@ -361,11 +386,16 @@ def test_serial_kernel_from_several_python_threads() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     xs = [_series(30_000, p, seed=p) for p in (12, 24, 200, 12)]
-    expected = [stl_decompose(x, p, inner_iter=2)
-                for x, p in zip(xs, (12, 24, 200, 12), strict=True)]
+    expected = [
+        stl_decompose(x, p, inner_iter=2) for x, p in zip(xs, (12, 24, 200, 12), strict=True)
+    ]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        got = list(pool.map(lambda xp: stl_decompose(xp[0], xp[1], inner_iter=2),
-                            zip(xs, (12, 24, 200, 12), strict=True)))
+        got = list(
+            pool.map(
+                lambda xp: stl_decompose(xp[0], xp[1], inner_iter=2),
+                zip(xs, (12, 24, 200, 12), strict=True),
+            )
+        )
     for e, g in zip(expected, got, strict=True):
         for a, b in zip(e, g, strict=True):
             assert np.array_equal(a, b)

@@ -15,8 +15,9 @@ from shared.stream import StreamReader, sidecar_path
 
 @pytest.fixture
 def stream(tmp_path, run_producer):
-    rc, _, err = run_producer("--num_samples", "500000", "--file", "s.npy",
-                              "--chunk_size", "65536", "--seed", "3")
+    rc, _, err = run_producer(
+        "--num_samples", "500000", "--file", "s.npy", "--chunk_size", "65536", "--seed", "3"
+    )
     assert rc == 0, err
     return tmp_path / "s.npy"
 

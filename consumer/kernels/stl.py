@@ -377,8 +377,22 @@ def _fir_parallel(x, out, taps, q, stride, lo, hi, mode, y, aux, aux_off, dout, 
     thread (same block partition as the serial call, hence the same bits)."""
     nb = (hi - lo + _FIR_BLOCK - 1) // _FIR_BLOCK
     for g in prange(nt):
-        _fir_group(x, out, taps, q, stride, lo, hi, g * nb // nt, (g + 1) * nb // nt, mode, y,
-                   aux, aux_off, dout)
+        _fir_group(
+            x,
+            out,
+            taps,
+            q,
+            stride,
+            lo,
+            hi,
+            g * nb // nt,
+            (g + 1) * nb // nt,
+            mode,
+            y,
+            aux,
+            aux_off,
+            dout,
+        )
 
 
 @njit(cache=True, nogil=True)
@@ -411,8 +425,9 @@ def _points_range(y, rw, userw, n, length, deg, nj, rng, tab, taps, out, g0, g1)
 def _points_parallel(y, rw, userw, n, length, deg, nj, rng, tab, taps, out, ng, nt):
     """Threaded driver of :func:`_points_range` (points are independent)."""
     for g in prange(nt):
-        _points_range(y, rw, userw, n, length, deg, nj, rng, tab, taps, out, g * ng // nt,
-                      (g + 1) * ng // nt)
+        _points_range(
+            y, rw, userw, n, length, deg, nj, rng, tab, taps, out, g * ng // nt, (g + 1) * ng // nt
+        )
 
 
 @njit(cache=True, nogil=True)
@@ -524,8 +539,7 @@ def _apply_end_kernel(kt, y, n, out):
 
 
 @njit(cache=True, nogil=True)
-def _smooth(y, rw, userw, n, length, deg, jump, rng, out, nt, mode, ey, aux, aux_off, dout,
-            kt):
+def _smooth(y, rw, userw, n, length, deg, jump, rng, out, nt, mode, ey, aux, aux_off, dout, kt):
     """Loess smoother of a contiguous series (low-pass step 3, trend step 6).
 
     Fast path (unit weights, no jump, window shorter than the series): the
@@ -607,8 +621,9 @@ def _subseries_one(d, rw, userw, n, period, j, ns, deg, jump, rng, tab, taps, fa
 
 
 @njit(cache=True, nogil=True)
-def _subseries_range(d, rw, userw, n, period, ns, deg, jump, tab, taps, fast, c, lo, hi,
-                     offset, total):
+def _subseries_range(
+    d, rw, userw, n, period, ns, deg, jump, tab, taps, fast, c, lo, hi, offset, total
+):
     """Run :func:`_subseries_one` for the subseries ``lo <= j < hi``.
 
     Each subseries' degeneracy scale is ``k - 1`` for its length ``k`` in the
@@ -624,12 +639,29 @@ def _subseries_range(d, rw, userw, n, period, ns, deg, jump, tab, taps, fast, c,
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _subseries_parallel(d, rw, userw, n, period, ns, deg, jump, tab, taps, fast, c, offset,
-                        total, nt):
+def _subseries_parallel(
+    d, rw, userw, n, period, ns, deg, jump, tab, taps, fast, c, offset, total, nt
+):
     """Threaded driver of :func:`_subseries_range` (subseries are independent)."""
     for g in prange(nt):
-        _subseries_range(d, rw, userw, n, period, ns, deg, jump, tab, taps, fast, c,
-                         g * period // nt, (g + 1) * period // nt, offset, total)
+        _subseries_range(
+            d,
+            rw,
+            userw,
+            n,
+            period,
+            ns,
+            deg,
+            jump,
+            tab,
+            taps,
+            fast,
+            c,
+            g * period // nt,
+            (g + 1) * period // nt,
+            offset,
+            total,
+        )
 
 
 @njit(cache=True, nogil=True)
@@ -651,11 +683,13 @@ def _cycle_subseries(d, rw, userw, n, period, ns, deg, jump, c, nt, offset, tota
         cv = c[period:]
         _fir(d, cv, taps, q, period, q * period, n - q * period, zero, d, d, zero, d, nt)
     if nt > 1:
-        _subseries_parallel(d, rw, userw, n, period, ns, deg, jump, tab, taps, fast, c, offset,
-                            total, nt)
+        _subseries_parallel(
+            d, rw, userw, n, period, ns, deg, jump, tab, taps, fast, c, offset, total, nt
+        )
     else:
-        _subseries_range(d, rw, userw, n, period, ns, deg, jump, tab, taps, fast, c, zero,
-                         period, offset, total)
+        _subseries_range(
+            d, rw, userw, n, period, ns, deg, jump, tab, taps, fast, c, zero, period, offset, total
+        )
 
 
 # --------------------------------------------------------------------------
@@ -805,8 +839,7 @@ def _ma_group(c, m3, period, n, blk, b0, b1_, offset):
     pre = np.empty(blk + 2 * period + 1)
     for b in range(b0, b1_):
         lo = b * blk
-        _lowpass_ma_block(c, m3, period, lo, min(lo + blk, n), s1, s2, pre,
-                          (offset + lo) % period)
+        _lowpass_ma_block(c, m3, period, lo, min(lo + blk, n), s1, s2, pre, (offset + lo) % period)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -865,8 +898,32 @@ def _robustness_weights(y, season, trend, rw):
 
 
 @njit(cache=True, nogil=True)
-def _stl_kernel(y, period, ns, ntr, nl, isdeg, itdeg, ildeg, nsjump, ntjump, nljump, ni, no,
-                nt, offset, total, season, trend, resid, c, ds, rw, klp, ktr):
+def _stl_kernel(
+    y,
+    period,
+    ns,
+    ntr,
+    nl,
+    isdeg,
+    itdeg,
+    ildeg,
+    nsjump,
+    ntjump,
+    nljump,
+    ni,
+    no,
+    nt,
+    offset,
+    total,
+    season,
+    trend,
+    resid,
+    c,
+    ds,
+    rw,
+    klp,
+    ktr,
+):
     """The STL procedure of the paper (inner loop ``ni`` times, outer ``no``).
 
     The paper's inner loop: 1 detrend, 2 cycle-subseries smoothing with
@@ -909,12 +966,44 @@ def _stl_kernel(y, period, ns, ntr, nl, isdeg, itdeg, ildeg, nsjump, ntjump, nlj
             # 3: moving averages -> resid (scratch)
             _lowpass_ma(c, resid, period, n, nt, offset)
             # 3, 4, 5: low-pass Loess; season = c - low-pass; ds = y - season
-            _smooth(resid, rw, unweighted, n, nl, ildeg, nljump, rng, season, nt, zero + 2, y,
-                    c, zero + period, ds, klp)
+            _smooth(
+                resid,
+                rw,
+                unweighted,
+                n,
+                nl,
+                ildeg,
+                nljump,
+                rng,
+                season,
+                nt,
+                zero + 2,
+                y,
+                c,
+                zero + period,
+                ds,
+                klp,
+            )
             # 6: trend; then step 1 of the next pass, or the remainder
             last = k == no and it == ni - 1
-            _smooth(ds, rw, userw, n, ntr, itdeg, ntjump, rng, trend, nt,
-                    zero + (3 if last else 1), y, season, zero, resid, ktr)
+            _smooth(
+                ds,
+                rw,
+                userw,
+                n,
+                ntr,
+                itdeg,
+                ntjump,
+                rng,
+                trend,
+                nt,
+                zero + (3 if last else 1),
+                y,
+                season,
+                zero,
+                resid,
+                ktr,
+            )
         if k < no:
             _robustness_weights(y, season, trend, rw)
             userw = not unweighted
@@ -964,8 +1053,12 @@ def _int_param(name: str, v: object, minimum: int, what: str = "an integer") -> 
 
 def _odd_param(name: str, v: object, period: int | None = None) -> int:
     above = "" if period is None else f" and > period ({period})"
-    if (not _is_int(v) or int(v) < 3 or int(v) % 2 == 0  # type: ignore[call-overload]
-            or (period is not None and int(v) <= period)):  # type: ignore[call-overload]
+    if (
+        not _is_int(v)
+        or int(v) < 3
+        or int(v) % 2 == 0  # type: ignore[call-overload]
+        or (period is not None and int(v) <= period)
+    ):  # type: ignore[call-overload]
         raise UsageError(f"{name} must be an odd integer >= 3{above}, got {v!r}")
     return int(v)  # type: ignore[call-overload]
 
@@ -999,16 +1092,23 @@ def _check_lengths(
 ) -> tuple[int, int, int, int]:
     p = _int_param("period", period, 2)
     s = _odd_param("seasonal", seasonal)
-    t, lp = stl_default_lengths(p, s, None if trend is None else _odd_param("trend", trend, p),
-                                None if low_pass is None else _odd_param("low_pass", low_pass, p))
+    t, lp = stl_default_lengths(
+        p,
+        s,
+        None if trend is None else _odd_param("trend", trend, p),
+        None if low_pass is None else _odd_param("low_pass", low_pass, p),
+    )
     return p, s, t, lp
 
 
-def _check_jumps(seasonal_jump: object, trend_jump: object, low_pass_jump: object
-                 ) -> tuple[int, int, int]:
-    return (_int_param("seasonal_jump", seasonal_jump, 1),
-            _int_param("trend_jump", trend_jump, 1),
-            _int_param("low_pass_jump", low_pass_jump, 1))
+def _check_jumps(
+    seasonal_jump: object, trend_jump: object, low_pass_jump: object
+) -> tuple[int, int, int]:
+    return (
+        _int_param("seasonal_jump", seasonal_jump, 1),
+        _int_param("trend_jump", trend_jump, 1),
+        _int_param("low_pass_jump", low_pass_jump, 1),
+    )
 
 
 def stl_decompose(
@@ -1071,8 +1171,11 @@ def stl_decompose(
     one-dimensional, not real, not finite or shorter than two periods.
     """
     period, seasonal, trend, low_pass = _check_lengths(period, seasonal, trend, low_pass)
-    degs = (_deg_param("seasonal_deg", seasonal_deg), _deg_param("trend_deg", trend_deg),
-            _deg_param("low_pass_deg", low_pass_deg))
+    degs = (
+        _deg_param("seasonal_deg", seasonal_deg),
+        _deg_param("trend_deg", trend_deg),
+        _deg_param("low_pass_deg", low_pass_deg),
+    )
     jumps = _check_jumps(seasonal_jump, trend_jump, low_pass_jump)
     robust = bool(robust)
     ni = _int_param("inner_iter", (2 if robust else 5) if inner_iter is None else inner_iter, 0)
@@ -1091,16 +1194,26 @@ def stl_decompose(
     off = _int_param("offset", offset, 0)
     total = off + n if total_length is None else _int_param("total_length", total_length, 1)
     if off + n > total:
-        raise UsageError(
-            f"offset + len(x) must be <= total_length, got {off} + {n} > {total}"
-        )
+        raise UsageError(f"offset + len(x) must be <= total_length, got {off} + {n} > {total}")
     if threads is None:
         nthreads = numba.config.NUMBA_NUM_THREADS
     else:
         nthreads = min(_int_param("threads", threads, 1), numba.config.NUMBA_NUM_THREADS)
 
-    cfg = (period, seasonal, trend, low_pass, degs[0], degs[1], degs[2], jumps[0], jumps[1],
-           jumps[2], ni, no)
+    cfg = (
+        period,
+        seasonal,
+        trend,
+        low_pass,
+        degs[0],
+        degs[1],
+        degs[2],
+        jumps[0],
+        jumps[1],
+        jumps[2],
+        ni,
+        no,
+    )
     if nthreads > 1 and no == 0 and ni > 0:
         # Non-robust: split the series into one window per thread, each with
         # the dependency radius as halo, and run the serial kernel on Python
@@ -1109,8 +1222,9 @@ def stl_decompose(
         # owned parts equal the serial result bit for bit.
         radius = stl_radius(period, seasonal, trend, low_pass, *jumps, inner_iter=ni)
         if n >= nthreads * (2 * radius + 1):
-            return _split_decompose(y, cfg, off, total, nthreads, radius,
-                                    stl_alignment(period, *jumps))
+            return _split_decompose(
+                y, cfg, off, total, nthreads, radius, stl_alignment(period, *jumps)
+            )
     return _run_kernel(y, cfg, off, total, nthreads)
 
 
@@ -1127,10 +1241,14 @@ def _run_kernel(
     ds = np.empty(n)
     rw = np.ones(n if no > 0 else 1)
     rng = float(total - 1)
-    klp = (_cached_end_kernel(low_pass, ldeg, rng)
-           if ljump == 1 and low_pass < n and ni > 0 else _NO_KERNEL)
-    ktr = (_cached_end_kernel(trend, tdeg, rng)
-           if tjump == 1 and trend < n and ni > 0 else _NO_KERNEL)
+    klp = (
+        _cached_end_kernel(low_pass, ldeg, rng)
+        if ljump == 1 and low_pass < n and ni > 0
+        else _NO_KERNEL
+    )
+    ktr = (
+        _cached_end_kernel(trend, tdeg, rng) if tjump == 1 and trend < n and ni > 0 else _NO_KERNEL
+    )
     bufs = (season, trend_out, resid, c, ds, rw, klp, ktr)
     if nthreads <= 1:
         _stl_kernel(y, *cfg, 1, off, total, *bufs)
@@ -1145,7 +1263,12 @@ def _run_kernel(
 
 
 def _split_decompose(
-    y: np.ndarray, cfg: tuple[int, ...], off: int, total: int, parts: int, radius: int,
+    y: np.ndarray,
+    cfg: tuple[int, ...],
+    off: int,
+    total: int,
+    parts: int,
+    radius: int,
     align: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decompose ``parts`` windows with halo ``radius`` concurrently, keep their middles."""
@@ -1161,7 +1284,7 @@ def _split_decompose(
         a, b, lo, hi = job
         parts_ = _run_kernel(y[lo:hi], cfg, off + lo, total, 1)
         for o, p in zip(out, parts_, strict=True):
-            o[a:b] = p[a - lo:b - lo]
+            o[a:b] = p[a - lo : b - lo]
 
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         list(pool.map(work, jobs))
