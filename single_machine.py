@@ -127,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         seasonality=args.seasonality or None,
         trend=args.trend,
         anomalies=args.anomalies or None,
+        cli=True,
     )
     det_params = args.params if args.params is not None else DEFAULT_DETECTOR_PARAMS[args.detector]
     parse_json_object("--params", det_params)

@@ -6,33 +6,84 @@ from typing import Any
 
 import numpy as np
 
-from consumer.detect import make_detector
+from consumer.detectors.base import SeriesInfo
+from consumer.detectors.registry import make_detector
 from consumer.kernels.stl import stl_decompose
-from shared.errors import UsageError
+from shared.params import ParamError, ParamTypeError
 
 __all__ = ["detect", "stl_decompose", "verify"]
 
 
-def detect(x: np.ndarray, type: str = "zscore", **params: Any) -> np.ndarray:
-    """Sorted int64 indices the CLI would flag for the in-memory series ``x``.
-
-    Runs the same kernel over the whole array in one call (the CLI's chunked,
-    threaded, tailed runs are tested to give exactly these indices).
-    """
+def _series(x: Any) -> np.ndarray:
+    """``x`` as a contiguous 1-D float array, or a ``ParamError`` naming ``x``."""
     x = np.asarray(x)
     if x.ndim != 1:
-        raise UsageError(f"expected a 1-D array, got shape {x.shape}")
+        raise ParamError("x", f"must be a 1-D array, got shape {x.shape}")
     if x.dtype.kind != "f":
-        raise UsageError(f"expected float samples, got dtype {x.dtype}")
-    x = np.ascontiguousarray(x)
-    det = make_detector(type, params, len(x), {"series": x})
+        raise ParamTypeError("x", f"must hold float samples, got dtype {x.dtype}")
+    return np.ascontiguousarray(x)
+
+
+def detect(x: np.ndarray, type: str = "zscore", **params: Any) -> np.ndarray:
+    """Sorted int64 indices that the consumer CLI would flag in the series ``x``.
+
+    Runs the detector's kernel over the whole array in one call; the CLI's
+    chunked, threaded, tailed runs are tested to give exactly these indices.
+
+    Parameters
+    ----------
+    x : 1-D float array
+        The series (NaN and inf are never flagged).
+    type : {"zscore", "stl"}
+        The detector.
+    **params
+        The detector's parameters, as in ``--params`` (see the README).
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted absolute int64 indices of the flagged samples.
+
+    Raises
+    ------
+    ValueError, TypeError
+        A bad argument, named as written here (``window must be >= 2, not 1``).
+
+    Examples
+    --------
+    >>> import numpy as np, consumer
+    >>> x = np.zeros(5000); x[4000] = 50.0
+    >>> x[::2] += 1.0  # some variation for the rolling std
+    >>> consumer.detect(x, window=1000, threshold=4).tolist()
+    [4000]
+    """
+    x = _series(x)
+    info = SeriesInfo(len(x), prefix=lambda n: np.asarray(x[:n], np.float64))
+    det = make_detector(type, params, info)
     ws, we = det.window_for(0, len(x))
     idx, _, _ = det.process(x[ws:we], ws, 0, len(x), False)
     return idx
 
 
 def verify(file: str) -> list[int]:
-    """Recompute every committed chunk's CRC-32; return the corrupted chunk indices."""
+    """Recompute every committed chunk's CRC-32 and return the corrupted chunks.
+
+    Parameters
+    ----------
+    file : str or path
+        A producer stream (its sidecar beside it).
+
+    Returns
+    -------
+    list of int
+        Chunk numbers whose bytes no longer match their recorded CRC-32 (empty if none).
+
+    Examples
+    --------
+    >>> import consumer
+    >>> consumer.verify("gen.npy")  # doctest: +SKIP
+    []
+    """
     from shared.stream import StreamReader
 
     with StreamReader(file) as r:

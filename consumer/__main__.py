@@ -154,6 +154,7 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
     try:
         summary = run_consumer(
             args.file,
+            cli=True,
             type=args.type,
             params=args.params,
             threads=threads,

@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from consumer.detect import ChunkResult, Detector, make_detector
+from consumer.checkpoint import Checkpoint, Progress
+from consumer.detectors.base import ChunkResult, Detector, SeriesInfo
+from consumer.detectors.registry import make_detector
 from consumer.sink import INDEX_HEADER_LEN, Outputs, label_figures
 from consumer.tail import Tail
 from shared.errors import FormatError, ProducerFailed, StopRequest, StreamError, UsageError
@@ -32,8 +34,6 @@ from shared.stream import (
     sibling,
     sidecar_path,
 )
-
-CHECKPOINT_VERSION = 1
 
 
 @dataclass
@@ -86,6 +86,58 @@ def load_labels(path: str | os.PathLike[str]) -> np.ndarray:
     return np.sort(np.asarray(arr, np.int64))
 
 
+@dataclass
+class ConsumerConfig:
+    """What a consumer run detects, where it writes and how it follows the stream.
+
+    Parameters
+    ----------
+    type, params
+        Detector name and parameters (JSON text, a mapping or its ``Params``).
+    threads
+        Kernel worker threads (default: all cores).
+    paths
+        Output paths (default: beside the input).
+    labels, tolerance
+        Labelled indices to score against, and the hit tolerance in samples.
+    follow, timeout
+        Wait for a running producer (its heartbeat may be at most ``timeout`` s old).
+    raw_dtype, chunk_size
+        For a raw input file: its sample type, and the processing chunk size.
+    resume, overwrite
+        Continue from the checkpoint / replace existing outputs.
+    wait_s
+        Wait up to this long for the stream to appear (start before the producer).
+    cli
+        Word parameter errors for the command line rather than the Python API.
+    """
+
+    type: str = "zscore"
+    params: Any = None
+    threads: int | None = None
+    paths: OutputPaths | None = None
+    labels: str | os.PathLike[str] | None = None
+    tolerance: int | None = None
+    follow: bool = True
+    timeout: float = 10.0
+    raw_dtype: str | None = None
+    chunk_size: int | None = None
+    resume: bool = False
+    overwrite: bool = False
+    wait_s: float = 0.0
+    cli: bool = False
+
+
+@dataclass
+class Hooks:
+    """Callbacks of a run: stop request, progress, start and log lines."""
+
+    stop: StopRequest | threading.Event | None = None
+    on_progress: Callable[[int], None] | None = None
+    on_start: Callable[[StreamReader, Detector], None] | None = None
+    log: Callable[[str], None] | None = None
+
+
 class _Worker:
     """Per-thread read buffer + detector call."""
 
@@ -110,123 +162,139 @@ class _Worker:
 
 def run_consumer(
     file: str | os.PathLike[str],
+    config: ConsumerConfig | None = None,
     *,
-    type: str = "zscore",
-    params: Any = None,
-    threads: int | None = None,
-    paths: OutputPaths | None = None,
-    labels: str | os.PathLike[str] | None = None,
-    tolerance: int | None = None,
-    follow: bool = True,
-    timeout: float = 10.0,
-    raw_dtype: str | None = None,
-    chunk_size: int | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    wait_s: float = 0.0,
     stop: StopRequest | threading.Event | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_start: Callable[[StreamReader, Detector], None] | None = None,
     log: Callable[[str], None] | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Process a stream (tailing it while it grows) and write all outputs.
 
-    Returns the summary dict.  Raises ``ProducerFailed`` / ``Interrupted`` after
-    publishing everything processed so far (resumable with ``resume=True``).
+    Parameters
+    ----------
+    file
+        The stream, plain ``.npy`` or raw file.
+    config
+        The run's settings; or give them as keyword ``options`` (the fields of
+        :class:`ConsumerConfig`).
+    stop, on_progress, on_start, log
+        See :class:`Hooks`.
+
+    Returns
+    -------
+    dict
+        The summary.  Raises ``ProducerFailed`` / ``Interrupted`` after publishing
+        everything processed so far (resumable with ``resume=True``).
     """
-    file = Path(file)
-    threads = threads or os.cpu_count() or 1
-    stop = stop or threading.Event()
-    if wait_s > 0:
-        # numba's first use costs about 0.5 s (mostly setting up its compiler state):
-        # pay it while the producer starts up, not after its stream appears.
-        from consumer.kernels.zscore import preload
+    config = config or ConsumerConfig(**options)
+    hooks = Hooks(stop or threading.Event(), on_progress, on_start, log)
+    return _ConsumerRun(Path(file), config, hooks).run()
 
-        preload()
-        _wait_for_stream(file, labels, wait_s, stop)
-    reader = StreamReader(file, raw_dtype=raw_dtype, chunk_size=chunk_size)
-    context = {"generation": reader.generation, "reader": reader, "log": log}
-    detector = make_detector(type, params, reader.num_samples, context)
-    if tolerance is not None:
-        detector.tolerance = tolerance
-    paths = paths or OutputPaths.for_input(file)
-    identity = {
-        "checkpoint_version": CHECKPOINT_VERSION,
-        "input": str(file.resolve()),
-        "num_samples": reader.num_samples,
-        "chunk_size": reader.layout.chunk_size,
-        "detector": detector.describe(),
-        "scores": str(paths.scores) if paths.scores else None,
-    }
-    resume_state = _prepare_outputs(paths, identity, resume, overwrite)
-    if labels is not None:
-        # Validate now; read at the end, when the producer has written every label.
-        load_labels(labels)
-    if resume_state is None:
-        # Checkpoint "nothing done" before any output exists, so that a crash before the
-        # first publish can be resumed (the outputs would be refused without --overwrite).
-        atomic_write_json(
-            paths.checkpoint,
-            {**identity, "next_chunk": 0, "samples": 0, "indices": 0, "rows": 0, "final": False},
+
+class _ConsumerRun:
+    """One run: set-up (stream, detector, outputs), the scheduling loop, the finish."""
+
+    def __init__(self, file: Path, config: ConsumerConfig, hooks: Hooks) -> None:
+        self.file, self.config, self.hooks = file, config, hooks
+        self.threads = config.threads or os.cpu_count() or 1
+        if config.wait_s > 0:
+            # numba's first use costs about 0.5 s (mostly setting up its compiler state):
+            # pay it while the producer starts up, not after its stream appears.
+            from consumer.kernels.zscore import preload
+
+            preload()
+            _wait_for_stream(file, config.labels, config.wait_s, hooks.stop)
+        self.reader = StreamReader(file, raw_dtype=config.raw_dtype, chunk_size=config.chunk_size)
+        self.detector = self._make_detector()
+        self.paths = config.paths or OutputPaths.for_input(file)
+        self.outputs = self._open_outputs()
+        self.status = "complete"
+        self.error: BaseException | None = None
+
+    def _make_detector(self) -> Detector:
+        reader, config = self.reader, self.config
+        period = (reader.generation.get("seasonality") or {}).get("period")
+        series = SeriesInfo(
+            reader.num_samples,
+            seasonality_period=period,
+            prefix=lambda n: _committed_prefix(reader, n),
+            log=self.hooks.log,
         )
-    outputs = Outputs(
-        indices=paths.indices,
-        parquet=paths.parquet,
-        summary=paths.summary,
-        checkpoint=paths.checkpoint,
-        scores=paths.scores,
-        num_samples=reader.num_samples,
-        resume_state=resume_state,
-        identity=identity,
-    )
-    if on_start:
-        on_start(reader, detector)
-    first = outputs.next_chunk
-    already = outputs.samples_done
-    tail = Tail(reader, detector, first_chunk=first, follow=follow, timeout=timeout)
-    worker = _Worker(reader, detector, paths.scores is not None)
-    detector.warm_up(reader.layout.dtype, paths.scores is not None)
-    t0 = time.perf_counter()
-    status = "complete"
-    error: BaseException | None = None
+        detector = make_detector(config.type, config.params, series, cli=config.cli)
+        if config.tolerance is not None:
+            detector.tolerance = config.tolerance
+        return detector
 
-    def summary() -> dict[str, Any]:
-        seconds = time.perf_counter() - t0
-        processed = outputs.samples_done - already
-        from shared.metrics import peak_rss_bytes
-
-        s: dict[str, Any] = {
-            "status": status if error is None else "incomplete",
-            "file": str(file),
-            "samples": outputs.samples_done,
-            "samples_total": reader.num_samples,
-            "anomalies": outputs.anomalies,
-            "seconds": round(seconds, 4),
-            "samples_per_s": processed / seconds if seconds > 0 else 0.0,
-            "finished_at": time.time(),
-            "peak_rss_bytes": peak_rss_bytes(),
-            "threads": threads,
-            "detector": detector.describe(),
-            "outputs": {
-                "indices": str(paths.indices),
-                "parquet": str(paths.parquet),
-                "scores": str(paths.scores) if paths.scores else None,
-            },
+    def _open_outputs(self) -> Outputs:
+        reader, paths = self.reader, self.paths
+        identity = {
+            "input": str(self.file.resolve()),
+            "num_samples": reader.num_samples,
+            "chunk_size": reader.layout.chunk_size,
+            "detector": self.detector.describe(),
+            "scores": str(paths.scores) if paths.scores else None,
         }
-        if error is not None:
-            s["error"] = str(error)
-        return s
+        checkpoint = Checkpoint(paths.checkpoint, identity)
+        progress = _prepare_outputs(paths, checkpoint, self.config.resume, self.config.overwrite)
+        if self.config.labels is not None:
+            # Validate now; read at the end, when the producer has written every label.
+            load_labels(self.config.labels)
+        if progress is None:
+            # Checkpoint "nothing done" before any output exists, so that a crash before the
+            # first publish can be resumed (the outputs would be refused without --overwrite).
+            checkpoint.save(Progress())
+        return Outputs(
+            indices=paths.indices,
+            parquet=paths.parquet,
+            summary=paths.summary,
+            checkpoint=checkpoint,
+            scores=paths.scores,
+            num_samples=reader.num_samples,
+            resume=progress,
+        )
 
-    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="detect")
-    inflight: dict[int, Future[ChunkResult]] = {}
-    done: dict[int, ChunkResult] = {}
-    try:
+    def run(self) -> dict[str, Any]:
+        outputs, hooks = self.outputs, self.hooks
+        if hooks.on_start:
+            hooks.on_start(self.reader, self.detector)
+        self.already = outputs.samples_done
+        dense = self.paths.scores is not None
+        tail = Tail(
+            self.reader,
+            self.detector,
+            first_chunk=outputs.next_chunk,
+            follow=self.config.follow,
+            timeout=self.config.timeout,
+        )
+        self.detector.warm_up(self.reader.layout.dtype, dense)
+        self.t0 = time.perf_counter()
+        pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="detect")
+        inflight: dict[int, Future[ChunkResult]] = {}
+        done: dict[int, ChunkResult] = {}
+        try:
+            self._schedule(tail, pool, _Worker(self.reader, self.detector, dense), inflight, done)
+        except BaseException as e:
+            self.error = e
+            if not isinstance(e, ProducerFailed):
+                for f in inflight.values():
+                    f.cancel()  # a dead producer leaves committed chunks worth finishing
+            raise
+        finally:
+            pool.shutdown(wait=True)
+            self.final = self._finish(inflight, done)
+        return self.final
+
+    def _schedule(self, tail: Tail, pool, worker, inflight, done) -> None:
+        """Submit ready chunks, collect results, feed the sinks in order until the end."""
+        outputs, stop = self.outputs, self.hooks.stop
         while not (tail.exhausted and not inflight):
             if stop.is_set():
                 raise (
                     stop.interrupted() if isinstance(stop, StopRequest) else StreamError("stopped")
                 )
-            for chunk in tail.poll_ready(2 * threads - len(inflight)):
+            for chunk in tail.poll_ready(2 * self.threads - len(inflight)):
                 inflight[chunk] = pool.submit(worker, chunk)
             if not inflight:
                 time.sleep(tail.poll_interval)
@@ -239,39 +307,73 @@ def run_consumer(
             while outputs.next_chunk in done:
                 r = done.pop(outputs.next_chunk)
                 outputs.add(r)
-                if on_progress:
-                    on_progress(r.stop - r.start)
-            outputs.maybe_publish(summary())
-        if outputs.samples_done < reader.num_samples:
-            status = "partial"  # --no-follow on an incomplete stream
-    except BaseException as e:
-        error = e
-        if not isinstance(e, ProducerFailed):
-            for f in inflight.values():
-                f.cancel()  # a dead producer leaves committed chunks worth finishing
-        raise
-    finally:
-        pool.shutdown(wait=True)
+                if self.hooks.on_progress:
+                    self.hooks.on_progress(r.stop - r.start)
+            outputs.maybe_publish(self.summary)
+        if outputs.samples_done < self.reader.num_samples:
+            self.status = "partial"  # --no-follow on an incomplete stream
+
+    def _finish(self, inflight, done) -> dict[str, Any]:
+        """Keep every result finished in order, publish, and complete the summary."""
+        outputs = self.outputs
         # Whatever happened, results of chunks finished in order are kept, including
         # those still in flight when the error struck.
         for c, f in inflight.items():
             if f.done() and not f.cancelled() and f.exception() is None:
                 done[c] = f.result()
-        for fut_chunk in sorted(done):
-            if fut_chunk == outputs.next_chunk:
-                outputs.add(done[fut_chunk])
-        final = summary()
+        for chunk in sorted(done):
+            if chunk == outputs.next_chunk:
+                outputs.add(done[chunk])
+        final = self.summary()
         try:
-            outputs.publish(final, final=error is None)
+            outputs.publish(final, final=self.error is None)
         finally:
             outputs.close()
-            reader.close()
-        if error is None:
-            if labels is not None:
-                flags = np.load(paths.indices, mmap_mode="r")
-                final.update(label_figures(flags, load_labels(labels), detector.tolerance))
-            atomic_write_json(paths.summary, final, fsync=False)
-    return final
+            self.reader.close()
+        if self.error is None:
+            if self.config.labels is not None:
+                flags = np.load(self.paths.indices, mmap_mode="r")
+                labels = load_labels(self.config.labels)
+                final.update(label_figures(flags, labels, self.detector.tolerance))
+            atomic_write_json(self.paths.summary, final, fsync=False)
+        return final
+
+    def summary(self) -> dict[str, Any]:
+        """The summary as of now (built only when it is published)."""
+        from shared.metrics import peak_rss_bytes
+
+        outputs, paths = self.outputs, self.paths
+        seconds = time.perf_counter() - self.t0
+        processed = outputs.samples_done - self.already
+        s: dict[str, Any] = {
+            "status": self.status if self.error is None else "incomplete",
+            "file": str(self.file),
+            "samples": outputs.samples_done,
+            "samples_total": self.reader.num_samples,
+            "anomalies": outputs.anomalies,
+            "seconds": round(seconds, 4),
+            "samples_per_s": processed / seconds if seconds > 0 else 0.0,
+            "finished_at": time.time(),
+            "peak_rss_bytes": peak_rss_bytes(),
+            "threads": self.threads,
+            "detector": self.detector.describe(),
+            "outputs": {
+                "indices": str(paths.indices),
+                "parquet": str(paths.parquet),
+                "scores": str(paths.scores) if paths.scores else None,
+            },
+        }
+        if self.error is not None:
+            s["error"] = str(self.error)
+        return s
+
+
+def _committed_prefix(reader: StreamReader, n: int) -> np.ndarray:
+    """Up to the first ``n`` samples of the stream's committed prefix."""
+    committed = reader.poll().committed
+    chunks = int(np.argmin(committed)) if not committed.all() else len(committed)
+    available = min(reader.num_samples, chunks * reader.layout.chunk_size, n)
+    return reader.read(0, available) if available else np.empty(0)
 
 
 def _wait_for_stream(
@@ -302,44 +404,28 @@ def _wait_for_stream(
 
 
 def _prepare_outputs(
-    paths: OutputPaths, identity: dict[str, Any], resume: bool, overwrite: bool
-) -> dict[str, Any] | None:
-    """Refuse to clobber; on --resume, validate and return the checkpoint state."""
+    paths: OutputPaths, checkpoint: Checkpoint, resume: bool, overwrite: bool
+) -> Progress | None:
+    """Refuse to clobber; on --resume, validate and return the checkpoint's progress."""
     for p in paths.all():
         check_output_path(p)
-    if resume:
-        if not paths.checkpoint.exists():
-            raise UsageError(f"{paths.checkpoint}: no checkpoint to resume from")
-        import json
-
-        try:
-            state = json.loads(paths.checkpoint.read_text())
-        except ValueError:
-            raise FormatError(f"{paths.checkpoint}: corrupt checkpoint") from None
-        for key, value in identity.items():
-            if state.get(key) != value:
-                raise UsageError(
-                    f"cannot resume: '{key}' differs from the checkpoint "
-                    f"({state.get(key)!r} != {value!r})"
-                )
-        for key in ("next_chunk", "samples", "indices", "rows"):
-            if not isinstance(state.get(key), int):
-                raise FormatError(f"{paths.checkpoint}: corrupt checkpoint (no {key})")
-        if state["next_chunk"] == 0:
-            return None  # nothing kept yet: start afresh
-        if not paths.indices.exists() or not paths.parquet.exists():
-            raise FormatError("outputs named in the checkpoint are missing; cannot resume")
-        # Its header may lag behind its data (indices appended since the last publish, cut
-        # off on resume): check the bytes present, not the count in the header.
-        with open(paths.indices, "rb") as fh:
-            magic = fh.read(6)
-        if magic != b"\x93NUMPY":
-            raise FormatError(f"{paths.indices}: not an NPY file (bad magic)")
-        if paths.indices.stat().st_size < INDEX_HEADER_LEN + 8 * state["indices"]:
-            raise FormatError(f"{paths.indices}: shorter than the checkpoint")
-        return state
-    if not overwrite:
-        for p in paths.all():
-            if p.exists():
-                raise UsageError(f"{p} exists; pass --overwrite to replace it or --resume")
-    return None
+    if not resume:
+        if not overwrite:
+            for p in paths.all():
+                if p.exists():
+                    raise UsageError(f"{p} exists; pass --overwrite to replace it or --resume")
+        return None
+    progress = checkpoint.load()
+    if progress.next_chunk == 0:
+        return None  # nothing kept yet: start afresh
+    if not paths.indices.exists() or not paths.parquet.exists():
+        raise FormatError("outputs named in the checkpoint are missing; cannot resume")
+    # Its header may lag behind its data (indices appended since the last publish, cut
+    # off on resume): check the bytes present, not the count in the header.
+    with open(paths.indices, "rb") as fh:
+        magic = fh.read(6)
+    if magic != b"\x93NUMPY":
+        raise FormatError(f"{paths.indices}: not an NPY file (bad magic)")
+    if paths.indices.stat().st_size < INDEX_HEADER_LEN + 8 * progress.indices:
+        raise FormatError(f"{paths.indices}: shorter than the checkpoint")
+    return progress

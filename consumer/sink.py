@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from consumer.detect import ChunkResult
+from consumer.checkpoint import Checkpoint, Progress
+from consumer.detectors.base import ChunkResult
 from shared.errors import FormatError
 from shared.stream import atomic_write_json, npy_header, read_npy_header
 
@@ -240,7 +242,10 @@ def label_figures(flags: np.ndarray, labels: np.ndarray, tolerance: int) -> dict
 
 
 class Outputs:
-    """All sinks together, fed strictly in chunk order."""
+    """All sinks together, fed strictly in chunk order.
+
+    ``resume``: the checkpoint's progress to continue from (None: start afresh).
+    """
 
     def __init__(
         self,
@@ -248,22 +253,19 @@ class Outputs:
         indices: Path,
         parquet: Path,
         summary: Path,
-        checkpoint: Path,
+        checkpoint: Checkpoint,
         scores: Path | None,
         num_samples: int,
-        resume_state: dict[str, Any] | None,
-        identity: dict[str, Any],
+        resume: Progress | None,
     ) -> None:
-        rs = resume_state
-        self.identity = identity  # what a checkpoint must match to be resumed
         self.summary_path = summary
-        self.checkpoint_path = checkpoint
-        self.indices = IndexFile(indices, rs["indices"] if rs else None)
-        self.parquet = ParquetFile(parquet, (rs["next_chunk"], rs["rows"]) if rs else None)
-        self.scores = DenseScores(scores, num_samples, rs is not None) if scores else None
-        self.next_chunk = rs["next_chunk"] if rs else 0
-        self.samples_done = rs["samples"] if rs else 0
-        self.anomalies = rs["indices"] if rs else 0
+        self.checkpoint = checkpoint
+        self.indices = IndexFile(indices, resume.indices if resume else None)
+        self.parquet = ParquetFile(parquet, (resume.next_chunk, resume.rows) if resume else None)
+        self.scores = DenseScores(scores, num_samples, resume is not None) if scores else None
+        self.next_chunk = resume.next_chunk if resume else 0
+        self.samples_done = resume.samples if resume else 0
+        self.anomalies = resume.indices if resume else 0
         self._last_publish = time.monotonic()
         self._interval = 0.5
 
@@ -277,9 +279,10 @@ class Outputs:
         self.samples_done += r.stop - r.start
         self.anomalies += len(r.indices)
 
-    def maybe_publish(self, summary: dict[str, Any]) -> None:
+    def maybe_publish(self, summary: Callable[[], dict[str, Any]]) -> None:
+        """Publish if the interval has passed; ``summary()`` is built only then."""
         if time.monotonic() - self._last_publish >= self._interval:
-            self.publish(summary)
+            self.publish(summary())
 
     def publish(self, summary: dict[str, Any], final: bool = False) -> None:
         """Make every output consistent on disk, then record the checkpoint."""
@@ -288,14 +291,10 @@ class Outputs:
         # Republishing copies the rows so far: keep it under ~10% of the run time.
         self._interval = max(0.5, 10 * self.parquet.last_cost)
         atomic_write_json(self.summary_path, summary, fsync=False)
-        state = {
-            "next_chunk": self.next_chunk,
-            "samples": self.samples_done,
-            "indices": self.indices.count,
-            "rows": self.parquet.rows,
-            "final": final,
-        }
-        atomic_write_json(self.checkpoint_path, {**self.identity, **state})
+        progress = Progress(
+            self.next_chunk, self.samples_done, self.indices.count, self.parquet.rows, final
+        )
+        self.checkpoint.save(progress)
         self._last_publish = time.monotonic()
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from consumer.detect import Detector
+from consumer.detectors.base import Detector
 from shared.stream import StreamReader, StreamStatus
 
 

@@ -84,6 +84,7 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
         seasonality=args.seasonality,
         trend=args.trend,
         anomalies=args.anomalies,
+        cli=True,
     )
 
     done = [0]

@@ -299,14 +299,13 @@ def generate_with_labels(
     threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Like ``generate`` but also return the sorted int64 anomaly indices."""
-    from shared.errors import UsageError
-    from shared.params import positive_int
+    from shared.params import ParamError, positive_int
     from shared.stream import SUPPORTED_DTYPES
 
     n = positive_int("n", n)
     threads = positive_int("threads", threads)
     if dtype not in SUPPORTED_DTYPES:
-        raise UsageError(f"--dtype must be float64 or float32, not {dtype!r}")
+        raise ParamError("dtype", f"must be float64 or float32, not {dtype!r}")
     gp = generation_params(
         seed=seed,
         type=type,

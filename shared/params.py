@@ -1,26 +1,205 @@
-"""JSON parameters parsed into validated dataclasses, with one error-message style.
+"""Parameters: one validation path for the Python API and the command line.
 
-Every message names the option and the problem: ``--params: unknown key 'sd'
-(allowed: mean, std)``.  Errors are ``UsageError`` (exit status 2).
+Every parameter set is a frozen dataclass derived from :class:`Params`; each
+field names its rule (``integer(minimum=2)``, ``number(above=0)``, ...), and
+``__post_init__`` applies the rules, so ``ZScoreParams(window=1)`` and
+``ZScoreParams.from_mapping({"window": 1})`` fail the same way.
+
+Errors are :class:`ParamError` (a ``ValueError``; :class:`ParamTypeError` for a
+value of the wrong type is also a ``TypeError``) worded with the Python
+argument's name: ``window must be >= 2, not 1``.  The command line rewords them
+with :func:`for_option` in its own terms: ``--params: 'window' must be >= 2, not 1``
+for a key of a JSON option, ``--threads must be >= 1, not 0`` for a flag.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, TypeVar
 
 from shared.errors import UsageError
 
-_REQUIRED = object()
+Rule = Callable[[str, Any], Any]
+P = TypeVar("P", bound="Params")
 
 
-def parse_json_object(option: str, text: str | dict[str, Any] | None) -> dict[str, Any]:
-    """Parse ``text`` as a JSON object (``None`` or ``""`` gives ``{}``)."""
+class ParamError(UsageError):
+    """A bad argument, worded with its Python name (``window must be >= 2, not 1``).
+
+    ``name`` is the argument, ``problem`` the rest of the sentence and ``kind``
+    one of ``"value"``, ``"unknown"`` or ``"missing"``, so that a command line
+    can reword the message for its own option names.  As a ``UsageError`` it
+    is also a ``ValueError`` and maps to exit status 2.
+    """
+
+    def __init__(self, name: str, problem: str, kind: str = "value") -> None:
+        self.name, self.problem, self.kind = name, problem, kind
+        super().__init__(f"{name} {problem}")
+
+    def for_option(self, option: str, *, key: bool = True) -> UsageError:
+        """The same error in command-line words: a key of JSON ``option``, or a flag."""
+        if not key:
+            return UsageError(f"{option} {self.problem}")
+        if self.kind == "unknown":
+            allowed = self.problem.removeprefix("is not a parameter ")
+            return UsageError(f"{option}: unknown key '{self.name}' {allowed}")
+        if self.kind == "missing":
+            return UsageError(f"{option}: missing required key '{self.name}'")
+        return UsageError(f"{option}: '{self.name}' {self.problem}")
+
+
+class ParamTypeError(ParamError, TypeError):
+    """A :class:`ParamError` for a value of the wrong type (also a ``TypeError``)."""
+
+
+@contextmanager
+def for_option(option: str, *, key: bool = True) -> Iterator[None]:
+    """Reword a :class:`ParamError` raised inside the block for command-line ``option``.
+
+    ``key=True``: the parameters are keys of a JSON option (``--params``);
+    ``key=False``: the parameter is the flag itself (``--threads``).
+    """
+    try:
+        yield
+    except ParamError as e:
+        raise e.for_option(option, key=key) from None
+
+
+# ----------------------------------------------------------------------------- rules
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def integer(
+    minimum: int | None = None, *, odd: bool = False, strict: bool = False, what: str = ""
+) -> Rule:
+    """Rule for an integer; ``strict`` refuses integral floats such as ``12.0``.
+
+    ``what`` words the requirement (default "an integer >= minimum").
+    """
+
+    def check(name: str, value: Any) -> int:
+        ok = _is_number(value) and (not strict or isinstance(value, int))
+        ok = ok and math.isfinite(value) and value == int(value)
+        ok = ok and (minimum is None or value >= minimum) and (not odd or int(value) % 2 == 1)
+        if ok:
+            return int(value)
+        if what:
+            raise ParamError(name, f"must be {what}, got {value!r}")
+        if not _is_number(value):
+            raise ParamTypeError(name, f"must be an integer, not {value!r}")
+        if strict and not isinstance(value, int):
+            raise ParamTypeError(name, f"must be an integer >= {minimum}, got {value!r}")
+        if not (math.isfinite(value) and value == int(value)):
+            raise ParamError(name, f"must be an integer, not {value!r}")
+        raise ParamError(name, f"must be >= {minimum}, not {value}")
+
+    return check
+
+
+def number(minimum: float | None = None, *, above: float | None = None) -> Rule:
+    """Rule for a finite real number, optionally ``>= minimum`` or ``> above``."""
+
+    def check(name: str, value: Any) -> float:
+        if not _is_number(value):
+            raise ParamTypeError(name, f"must be a number, not {value!r}")
+        if not math.isfinite(value):
+            raise ParamError(name, f"must be finite, not {value!r}")
+        if minimum is not None and value < minimum:
+            raise ParamError(name, f"must be >= {minimum:g}, not {value:g}")
+        if above is not None and value <= above:
+            raise ParamError(name, f"must be > {above:g}, not {value:g}")
+        return float(value)
+
+    return check
+
+
+def boolean() -> Rule:
+    """Rule for ``True``/``False`` (not 0/1)."""
+
+    def check(name: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ParamTypeError(name, f"must be true or false, not {value!r}")
+        return value
+
+    return check
+
+
+def choice(*options: str) -> Rule:
+    """Rule for one of a few strings."""
+
+    def check(name: str, value: Any) -> str:
+        if value not in options:
+            words = " or ".join(repr(o) for o in options)
+            raise ParamError(name, f"must be {words}, not {value!r}")
+        return value
+
+    return check
+
+
+def optional(rule: Rule) -> Rule:
+    """``rule``, but ``None`` passes (meaning "use the derived default")."""
+
+    def check(name: str, value: Any) -> Any:
+        return None if value is None else rule(name, value)
+
+    return check
+
+
+def param(default: Any = MISSING, rule: Rule | None = None) -> Any:
+    """A dataclass field with a validation rule (no default: the key is required)."""
+    return field(default=default, metadata={"rule": rule})
+
+
+@dataclass(frozen=True)
+class Params:
+    """Base of every parameter set: fields with rules, checked on construction.
+
+    Subclasses list fields made with :func:`param` and may override
+    :meth:`check` for rules that relate several fields.  Build from keyword
+    arguments (the Python API) or from a mapping (JSON on the command line).
+    """
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            rule = f.metadata.get("rule")
+            if rule is not None:
+                object.__setattr__(self, f.name, rule(f.name, getattr(self, f.name)))
+        self.check()
+
+    def check(self) -> None:
+        """Rules across fields; raise :class:`ParamError` naming the argument."""
+
+    @classmethod
+    def from_mapping(cls: type[P], obj: Mapping[str, Any] | None) -> P:
+        """Validate ``obj``'s keys (unknown or missing ones) and build the parameters."""
+        obj = dict(obj or {})
+        names = [f.name for f in fields(cls) if f.init]
+        unknown = sorted(set(obj) - set(names))
+        if unknown:
+            allowed = f"is not a parameter (allowed: {', '.join(names)})"
+            raise ParamError(unknown[0], allowed, kind="unknown")
+        for f in fields(cls):
+            if f.init and f.name not in obj and f.default is MISSING:
+                raise ParamError(f.name, "is required", kind="missing")
+        return cls(**obj)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (for summaries and sidecars)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def parse_json_object(option: str, text: str | Mapping[str, Any] | None) -> dict[str, Any]:
+    """Parse ``text`` as a JSON object (``None`` or ``""`` gives ``{}``; a mapping is copied)."""
     if text is None or text == "":
         return {}
-    if isinstance(text, dict):
+    if isinstance(text, Mapping):
         return dict(text)
     try:
         value = json.loads(text, parse_constant=_reject_constant(option))
@@ -40,98 +219,86 @@ def _reject_constant(option: str):
     return reject
 
 
-def take(
-    option: str, obj: dict[str, Any], spec: dict[str, Any], kinds: dict[str, type] | None = None
-) -> dict[str, Any]:
-    """Check keys against ``spec`` (name -> default or ``_REQUIRED``) and number types."""
-    unknown = sorted(set(obj) - set(spec))
-    if unknown:
-        allowed = ", ".join(spec)
-        raise UsageError(f"{option}: unknown key '{unknown[0]}' (allowed: {allowed})")
-    out: dict[str, Any] = {}
-    kinds = kinds or {}
-    for key, default in spec.items():
-        if key not in obj:
-            if default is _REQUIRED:
-                raise UsageError(f"{option}: missing required key '{key}'")
-            out[key] = default
-            continue
-        value = obj[key]
-        kind = kinds.get(key, float)
-        if kind is bool:
-            if not isinstance(value, bool):
-                raise UsageError(f"{option}: '{key}' must be true or false, not {value!r}")
-        elif kind is int:
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or value != int(value)
-            ):
-                raise UsageError(f"{option}: '{key}' must be an integer, not {value!r}")
-            value = int(value)
-        elif kind is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise UsageError(f"{option}: '{key}' must be a number, not {value!r}")
-            if not math.isfinite(value):
-                raise UsageError(f"{option}: '{key}' must be finite, not {value!r}")
-            value = float(value)
-        elif kind is str:
-            if not isinstance(value, str):
-                raise UsageError(f"{option}: '{key}' must be a string, not {value!r}")
-        out[key] = value
-    return out
+# ------------------------------------------------------------------------ generation
 
 
-REQUIRED = _REQUIRED
+@dataclass(frozen=True)
+class NormalParams(Params):
+    """``--type normal``: mean and standard deviation."""
 
-# --------------------------------------------------------------------------- generation
+    mean: float = param(0.0, number())
+    std: float = param(1.0, number(minimum=0))
 
-DISTRIBUTIONS = {
-    "normal": {"mean": 0.0, "std": 1.0},
-    "uniform": {"low": 0.0, "high": 1.0},
-}
+
+@dataclass(frozen=True)
+class UniformParams(Params):
+    """``--type uniform``: the interval ``[low, high)``."""
+
+    low: float = param(0.0, number())
+    high: float = param(1.0, number())
+
+    def check(self) -> None:
+        if not self.low < self.high:
+            raise ParamError("low", f"({self.low:g}) must be less than 'high' ({self.high:g})")
+
+
+DISTRIBUTIONS: dict[str, type[Params]] = {"normal": NormalParams, "uniform": UniformParams}
 
 
 @dataclass(frozen=True)
 class Distribution:
+    """The distribution of the unit draws and its parameters."""
+
     type: str
-    params: dict[str, float]
+    params: NormalParams | UniformParams
 
     @property
     def loc_scale(self) -> tuple[float, float]:
         """Affine map applied to the unit draw (standard normal or U[0, 1))."""
-        if self.type == "normal":
-            return self.params["mean"], self.params["std"]
-        return self.params["low"], self.params["high"] - self.params["low"]
+        p = self.params
+        if isinstance(p, NormalParams):
+            return p.mean, p.std
+        return p.low, p.high - p.low
 
     @property
     def std(self) -> float:
         """Standard deviation of the distribution (anomaly magnitudes are in these units)."""
-        if self.type == "normal":
-            return self.params["std"]
-        return (self.params["high"] - self.params["low"]) / math.sqrt(12.0)
+        p = self.params
+        if isinstance(p, NormalParams):
+            return p.std
+        return (p.high - p.low) / math.sqrt(12.0)
 
 
-@dataclass(frozen=True)
-class Seasonality:
-    amplitude: float
-    period: float
-    phase: float
+@dataclass(frozen=True, kw_only=True)
+class Seasonality(Params):
+    """``amplitude * sin(2 pi (i mod period) / period + phase)``."""
+
+    amplitude: float = param(1.0, number())
+    period: float = param(rule=number(minimum=2))
+    phase: float = param(0.0, number())
 
     @property
     def integer_period(self) -> int | None:
         return int(self.period) if float(self.period).is_integer() else None
 
 
-@dataclass(frozen=True)
-class Trend:
-    slope: float
+@dataclass(frozen=True, kw_only=True)
+class Trend(Params):
+    """``slope * i``."""
+
+    slope: float = param(rule=number())
 
 
-@dataclass(frozen=True)
-class Anomalies:
-    rate: float
-    magnitude: float
+@dataclass(frozen=True, kw_only=True)
+class Anomalies(Params):
+    """Spikes of ``magnitude`` standard deviations at a ``rate`` per sample."""
+
+    rate: float = param(rule=number())
+    magnitude: float = param(6.0, number())
+
+    def check(self) -> None:
+        if not 0 <= self.rate <= 1:
+            raise ParamError("rate", f"must be in [0, 1], not {self.rate:g}")
 
 
 @dataclass(frozen=True)
@@ -145,60 +312,29 @@ class GenerationParams:
     anomalies: Anomalies | None
 
     def to_json(self) -> dict[str, Any]:
+        def part(p: Params | None) -> dict[str, Any] | None:
+            return p.to_dict() if p is not None else None
+
         return {
             "seed": self.seed,
             "type": self.distribution.type,
-            "params": dict(self.distribution.params),
-            "seasonality": asdict(self.seasonality) if self.seasonality else None,
-            "trend": asdict(self.trend) if self.trend else None,
-            "anomalies": asdict(self.anomalies) if self.anomalies else None,
+            "params": self.distribution.params.to_dict(),
+            "seasonality": part(self.seasonality),
+            "trend": part(self.trend),
+            "anomalies": part(self.anomalies),
         }
 
 
-def parse_distribution(type_: str, params: Any) -> Distribution:
-    if type_ not in DISTRIBUTIONS:
-        raise UsageError(
-            f"--type: unknown distribution '{type_}' (choose from {', '.join(DISTRIBUTIONS)})"
-        )
-    p = take("--params", parse_json_object("--params", params), DISTRIBUTIONS[type_])
-    if type_ == "normal" and p["std"] < 0:
-        raise UsageError(f"--params: 'std' must be >= 0, not {p['std']:g}")
-    if type_ == "uniform" and not p["low"] < p["high"]:
-        raise UsageError(f"--params: 'low' ({p['low']:g}) must be less than 'high' ({p['high']:g})")
-    return Distribution(type_, p)
-
-
-def parse_seasonality(text: Any) -> Seasonality | None:
-    obj = parse_json_object("--seasonality", text)
+def _part(cls: type[P], label: str, text: Any, cli: bool) -> P | None:
+    """One JSON-or-mapping option built into ``cls``; empty gives ``None``."""
+    option = f"--{label}" if cli else label
+    obj = parse_json_object(option, text)
     if not obj:
         return None
-    p = take("--seasonality", obj, {"amplitude": 1.0, "period": REQUIRED, "phase": 0.0})
-    if p["period"] < 2:
-        raise UsageError(f"--seasonality: 'period' must be >= 2, not {p['period']:g}")
-    return Seasonality(**p)
-
-
-def parse_trend(text: Any) -> Trend | None:
-    obj = parse_json_object("--trend", text)
-    if not obj:
-        return None
-    return Trend(**take("--trend", obj, {"slope": REQUIRED}))
-
-
-def parse_anomalies(text: Any) -> Anomalies | None:
-    obj = parse_json_object("--anomalies", text)
-    if not obj:
-        return None
-    p = take("--anomalies", obj, {"rate": REQUIRED, "magnitude": 6.0})
-    if not 0 <= p["rate"] <= 1:
-        raise UsageError(f"--anomalies: 'rate' must be in [0, 1], not {p['rate']:g}")
-    return Anomalies(**p)
-
-
-def parse_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UsageError(f"--seed must be a non-negative integer, not {seed!r}")
-    return seed
+    if not cli:
+        return cls.from_mapping(obj)
+    with for_option(option):
+        return cls.from_mapping(obj)
 
 
 def generation_params(
@@ -209,50 +345,62 @@ def generation_params(
     seasonality: Any = None,
     trend: Any = None,
     anomalies: Any = None,
+    cli: bool = False,
 ) -> GenerationParams:
-    """Validate the generation options (JSON strings or dicts) into one object."""
+    """Validate the generation options (JSON strings or mappings) into one object.
+
+    Errors name the Python arguments (``std must be >= 0, not -1``), or with
+    ``cli=True`` the producer's flags (``--params: 'std' must be >= 0, not -1``).
+    """
+    if type not in DISTRIBUTIONS:
+        choices = ", ".join(DISTRIBUTIONS)
+        if cli:
+            raise UsageError(f"--type: unknown distribution '{type}' (choose from {choices})")
+        raise ParamError("type", f"must be one of {choices}, not {type!r}")
+    dist = _part(DISTRIBUTIONS[type], "params", params, cli) or DISTRIBUTIONS[type]()
     return GenerationParams(
-        seed=parse_seed(seed),
-        distribution=parse_distribution(type, params),
-        seasonality=parse_seasonality(seasonality),
-        trend=parse_trend(trend),
-        anomalies=parse_anomalies(anomalies),
+        seed=non_negative_int("--seed" if cli else "seed", seed),
+        distribution=Distribution(type, dist),
+        seasonality=_part(Seasonality, "seasonality", seasonality, cli),
+        trend=_part(Trend, "trend", trend, cli),
+        anomalies=_part(Anomalies, "anomalies", anomalies, cli),
     )
 
 
-def positive_int(option: str, value: Any, *, minimum: int = 1) -> int:
-    """Validate an integer option such as ``--num_samples`` or ``--threads``."""
-    if isinstance(value, bool):
-        raise UsageError(f"{option} must be an integer, not {value!r}")
+# ------------------------------------------------------------------ scalar options
+
+
+def positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
+    """An integer argument or flag (``n``, ``--num_samples``), >= ``minimum``.
+
+    Strings as a command line gives them are accepted: ``"1_000"``, ``"1e9"``.
+    Errors name ``name`` as given.
+    """
     if isinstance(value, str):
         text = value.strip().replace("_", "")
         try:
             value = int(text)
         except ValueError:
             try:
-                f = float(text)
+                value = float(text)
             except ValueError:
-                raise UsageError(f"{option} must be an integer, not {value!r}") from None
-            if not math.isfinite(f) or not f.is_integer():
-                raise UsageError(f"{option} must be an integer, not {value!r}") from None
-            value = int(f)
-    if isinstance(value, float):
-        if not math.isfinite(value) or not value.is_integer():
-            raise UsageError(f"{option} must be an integer, not {value!r}")
-        value = int(value)
-    if not isinstance(value, int):
-        raise UsageError(f"{option} must be an integer, not {value!r}")
-    if value < minimum:
-        raise UsageError(f"{option} must be >= {minimum}, not {value}")
+                raise ParamTypeError(name, f"must be an integer, not {value!r}") from None
+    return integer(minimum)(name, value)
+
+
+def non_negative_int(name: str, value: Any) -> int:
+    """A strict non-negative integer such as a seed."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ParamError(name, f"must be a non-negative integer, not {value!r}")
     return value
 
 
-def positive_float(option: str, value: Any) -> float:
-    """Validate a strictly positive, finite number option such as ``--timeout``."""
+def positive_float(name: str, value: Any) -> float:
+    """A strictly positive, finite number such as ``--timeout``."""
     try:
         f = float(value)
     except (TypeError, ValueError):
-        raise UsageError(f"{option} must be a number, not {value!r}") from None
+        raise ParamTypeError(name, f"must be a number, not {value!r}") from None
     if not math.isfinite(f) or f <= 0:
-        raise UsageError(f"{option} must be a finite number > 0, not {value}")
+        raise ParamError(name, f"must be a finite number > 0, not {value}")
     return f

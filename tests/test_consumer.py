@@ -666,7 +666,7 @@ def test_console_script_installed(tmp_path):
 
 
 def test_parquet_republish_keeps_row_groups_and_rows(tmp_path):
-    from consumer.detect import ChunkResult
+    from consumer.detectors.base import ChunkResult
     from consumer.sink import COPY_ROWS, ParquetFile
 
     # Empty chunks, tiny ones, and two that together exceed one copy batch.

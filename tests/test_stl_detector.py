@@ -9,9 +9,9 @@ import pytest
 
 import consumer
 import producer
-from consumer.detect import make_detector
+from consumer.detectors.registry import make_detector
+from consumer.detectors.stl import estimate_period
 from consumer.kernels.stl import stl_decompose
-from consumer.stl_detector import estimate_period
 from shared.errors import UsageError
 
 SEASON = {"amplitude": 5.0, "period": 200}

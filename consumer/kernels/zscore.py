@@ -154,11 +154,6 @@ def rolling_zscore_window(start: int, stop: int, n: int, window: int) -> tuple[i
     return max(0, min(start, g) - window), stop
 
 
-def block_zscore_window(start: int, stop: int, n: int, block: int) -> tuple[int, int]:
-    """Sample range the block kernel reads to score [start, stop)."""
-    return (start // block) * block, min(n, -(-stop // block) * block)
-
-
 def zscore(
     x: np.ndarray,
     window: int = 1000,

@@ -27,18 +27,17 @@ period``), else 0, which depends only on samples within two periods.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 
-from consumer.detect import Detector, register
+from consumer.detectors.base import MAD_TO_SIGMA, Detector, SeriesInfo, aligned_blocks
 from consumer.kernels.stl import stl_alignment, stl_decompose, stl_default_lengths, stl_radius
-from shared.errors import UsageError
-from shared.params import take
+from shared.params import ParamError, Params, boolean, integer, number, optional, param
 
-MAD_TO_SIGMA = 1.4826
 PERIOD_PREFIX = 1 << 20  # samples used to estimate a missing period
 SEGMENT = 1 << 18  # samples per decomposition (bounds per-thread memory)
 
@@ -76,7 +75,7 @@ def _flag_blocks(x, resid, x0, start, stop, block, threshold, idx, score, dense)
         r = resid[lo - x0 : hi - x0]
         med = np.median(r)
         mad = np.median(np.abs(r - med))
-        scale = 1.4826 * mad
+        scale = MAD_TO_SIGMA * mad
         for j in range(max(lo, start), min(hi, stop)):
             a = abs(resid[j - x0])
             finite = math.isfinite(x[j - x0])
@@ -147,120 +146,82 @@ def estimate_period(x: np.ndarray, max_period: int | None = None) -> int | None:
     return lag if lag >= 2 else None
 
 
-@register
+@dataclass(frozen=True)
+class StlParams(Params):
+    """Parameters of the ``stl`` detector (names as in ``stl_decompose``).
+
+    Parameters
+    ----------
+    period
+        Seasonal period in samples; None: the stream's recorded period, else
+        estimated from the first 2^20 samples.
+    seasonal, trend, low_pass
+        Smoother lengths (odd; ``trend``/``low_pass`` None: STL's defaults).
+    robust, inner_iter, outer_iter
+        Robust fitting and iteration counts (``outer_iter`` None: 15 if robust, else 0).
+    threshold
+        Flag ``|resid| > threshold * 1.4826 * MAD`` (> 0).
+    block
+        Samples per MAD block, aligned to the absolute index (>= 16).
+    """
+
+    period: int | None = param(None, optional(integer()))
+    seasonal: int = param(25, integer())
+    trend: int | None = param(None, optional(integer()))
+    low_pass: int | None = param(None, optional(integer()))
+    robust: bool = param(False, boolean())
+    inner_iter: int = param(2, integer(1))
+    outer_iter: int | None = param(None, optional(integer()))
+    threshold: float = param(3.0, number(above=0))
+    block: int = param(1 << 16, integer(16))
+
+
 class StlDetector(Detector):
     """STL (Cleveland et al. 1990) residual detector with a block-wise MAD scale."""
 
     name = "stl"
+    Params = StlParams
 
-    def __init__(self, params: dict[str, Any], num_samples: int, context: dict[str, Any]) -> None:
-        p = take(
-            "--params",
-            params,
-            {
-                "period": None,
-                "seasonal": 25,
-                "trend": None,
-                "low_pass": None,
-                "robust": False,
-                "inner_iter": 2,
-                "outer_iter": None,
-                "threshold": 3.0,
-                "block": 1 << 16,
-            },
-            {
-                "period": int,
-                "seasonal": int,
-                "trend": int,
-                "low_pass": int,
-                "robust": bool,
-                "inner_iter": int,
-                "outer_iter": int,
-                "threshold": float,
-                "block": int,
-            },
-        )
-        if p["threshold"] <= 0:
-            raise UsageError(f"--params: 'threshold' must be > 0, not {p['threshold']:g}")
-        if p["block"] < 16:
-            raise UsageError(f"--params: 'block' must be >= 16, not {p['block']}")
-        if p["inner_iter"] < 1:
-            raise UsageError(f"--params: 'inner_iter' must be >= 1, not {p['inner_iter']}")
-        if p["period"] is None:
-            p["period"] = self._default_period(num_samples, context)
-        if p["outer_iter"] is None:
-            p["outer_iter"] = 15 if p["robust"] else 0
-        if not p["robust"]:
-            p["outer_iter"] = 0
-        if num_samples < 2 * p["period"]:
-            raise UsageError(
-                f"--params: the series ({num_samples} samples) must span at least two periods "
-                f"({2 * p['period']} samples)"
+    def __init__(self, params: StlParams, series: SeriesInfo) -> None:
+        n = series.num_samples
+        period = params.period if params.period is not None else _default_period(series)
+        if n < 2 * period:
+            raise ParamError(
+                "period",
+                f"({period}) is too long: the series ({n} samples) must span at least two "
+                f"periods ({2 * period} samples)",
             )
         # stl_radius validates the smoother lengths as stl_decompose does (odd, > period...).
-        self.radius = (
-            stl_radius(
-                p["period"], p["seasonal"], p["trend"], p["low_pass"], 1, 1, 1, p["inner_iter"]
-            )
-            + 2 * p["period"]
+        self.radius = stl_radius(
+            period, params.seasonal, params.trend, params.low_pass, 1, 1, 1, params.inner_iter
         )
-        p["trend"], p["low_pass"] = stl_default_lengths(
-            p["period"], p["seasonal"], p["trend"], p["low_pass"]
+        self.radius += 2 * period  # reach of the non-finite fill
+        trend, low_pass = stl_default_lengths(
+            period, params.seasonal, params.trend, params.low_pass
         )
-        self.align = stl_alignment(p["period"], 1, 1, 1)
-        self.tolerance = 0
-        super().__init__(p, num_samples, context)
+        outer = params.outer_iter if params.outer_iter is not None else 15
+        resolved = dataclasses.replace(
+            params,
+            period=period,
+            trend=trend,
+            low_pass=low_pass,
+            outer_iter=outer if params.robust else 0,
+        )
+        super().__init__(resolved, series)
+        self.p = resolved
+        self.align = stl_alignment(period, 1, 1, 1)
 
-    @staticmethod
-    def _stl_kwargs(p: dict[str, Any]) -> dict[str, Any]:
+    def _stl_kwargs(self) -> dict:
+        p = self.p
         return {
-            "period": p["period"],
-            "seasonal": p["seasonal"],
-            "trend": p["trend"],
-            "low_pass": p["low_pass"],
-            "robust": p["robust"],
-            "inner_iter": p["inner_iter"],
-            "outer_iter": p["outer_iter"],
+            "period": p.period,
+            "seasonal": p.seasonal,
+            "trend": p.trend,
+            "low_pass": p.low_pass,
+            "robust": p.robust,
+            "inner_iter": p.inner_iter,
+            "outer_iter": p.outer_iter,
         }
-
-    @staticmethod
-    def _default_period(num_samples: int, context: dict[str, Any]) -> int:
-        season = (context.get("generation") or {}).get("seasonality")
-        if season:
-            period = float(season["period"])
-            if period.is_integer():
-                return int(period)
-            raise UsageError(
-                f"--params: the stream's seasonality period {period:g} is not an integer; "
-                "pass an integer 'period'"
-            )
-        reader = context.get("reader")
-        series = context.get("series")
-        if reader is not None:
-            status = reader.poll()
-            chunks = (
-                int(np.argmin(status.committed))
-                if not status.committed.all()
-                else len(status.committed)
-            )
-            available = min(num_samples, chunks * reader.layout.chunk_size, PERIOD_PREFIX)
-            prefix = reader.read(0, available) if available else np.empty(0)
-        elif series is not None:
-            prefix = np.asarray(series[:PERIOD_PREFIX], np.float64)
-        else:
-            prefix = np.empty(0)
-        period = estimate_period(prefix)
-        if period is None:
-            raise UsageError(
-                f"--params: no 'period' given and no period is evident in the first "
-                f"{len(prefix)} samples; pass 'period'"
-            )
-        log = context.get("log")
-        if log is not None:
-            log(f"stl: estimated period {period} from the first {len(prefix)} samples")
-        return period
-
-    # -- windows -----------------------------------------------------------------------
 
     def _window(self, lo: int, hi: int) -> tuple[int, int]:
         """Decomposition window for the absolute range [lo, hi)."""
@@ -269,29 +230,25 @@ class StlDetector(Detector):
         we = min(self.num_samples, hi + self.radius)
         return ws, we
 
-    def _blocks(self, start: int, stop: int) -> tuple[int, int]:
-        block = self.params["block"]
-        return (start // block) * block, min(self.num_samples, -(-stop // block) * block)
-
     def window_for(self, start: int, stop: int) -> tuple[int, int]:
-        return self._window(*self._blocks(start, stop))
+        return self._window(*aligned_blocks(start, stop, self.num_samples, self.p.block))
 
     def process(self, data, data_start, start, stop, dense):
         x = data if data.dtype == np.float64 else data.astype(np.float64)
-        p = self.params
+        p = self.p
         idx, sc, d = self._buffers(stop - start, dense)
-        kw = self._stl_kwargs(p)
-        lo, hi = self._blocks(start, stop)
+        kw = self._stl_kwargs()
+        lo, hi = aligned_blocks(start, stop, self.num_samples, p.block)
         resid = np.empty(hi - lo)
         # Robust: one decomposition per MAD block, so the robustness median is that of a
         # fixed, index-aligned window.  Otherwise: segments of whole blocks, small enough
         # to bound each worker's memory (any segmentation gives the same residuals).
-        step = p["block"] if p["robust"] else max(p["block"], SEGMENT // p["block"] * p["block"])
+        step = p.block if p.robust else max(p.block, SEGMENT // p.block * p.block)
         for b0 in range(lo, hi, step):
             b1 = min(hi, b0 + step)
             ws, we = self._window(b0, b1)
-            seg = _fill_nonfinite(x[ws - data_start : we - data_start], p["period"])
-            _, _, r = stl_decompose(seg, **kw, threads=1, offset=ws, total_length=self.num_samples)
+            seg = _fill_nonfinite(x[ws - data_start : we - data_start], p.period)
+            r = stl_decompose(seg, **kw, threads=1, offset=ws, total_length=self.num_samples)[2]
             resid[b0 - lo : b1 - lo] = r[b0 - ws : b1 - ws]
         k = _flag_blocks(
             x[lo - data_start : hi - data_start],
@@ -299,10 +256,33 @@ class StlDetector(Detector):
             lo,
             start,
             stop,
-            p["block"],
-            p["threshold"],
+            p.block,
+            p.threshold,
             idx,
             sc,
             d,
         )
         return self._result(idx, sc, d, k, dense)
+
+
+def _default_period(series: SeriesInfo) -> int:
+    """The recorded seasonality period, else one estimated from the series' first samples."""
+    if series.seasonality_period is not None:
+        period = float(series.seasonality_period)
+        if period.is_integer():
+            return int(period)
+        raise ParamError(
+            "period",
+            f"is required: the stream's seasonality period {period:g} is not an integer",
+        )
+    prefix = series.prefix(PERIOD_PREFIX) if series.prefix is not None else np.empty(0)
+    period = estimate_period(prefix)
+    if period is None:
+        raise ParamError(
+            "period",
+            f"is required: none was given and no period is evident in the first "
+            f"{len(prefix)} samples",
+        )
+    if series.log is not None:
+        series.log(f"stl: estimated period {period} from the first {len(prefix)} samples")
+    return period

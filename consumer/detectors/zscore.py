@@ -1,0 +1,70 @@
+"""The ``zscore`` detector: rolling (trailing window) or fixed-block z-score.
+
+Kernels and their exactness argument are in ``consumer.kernels.zscore``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from consumer.detectors.base import Detector, SeriesInfo, aligned_blocks
+from consumer.kernels import zscore as zk
+from shared.params import Params, choice, integer, number, param
+
+
+@dataclass(frozen=True)
+class ZScoreParams(Params):
+    """Parameters of the ``zscore`` detector.
+
+    Parameters
+    ----------
+    window
+        Rolling mode: the trailing window ``x[i-window:i]`` (>= 2).
+    threshold
+        Flag ``|x - mean| > threshold * std`` (> 0).
+    mode
+        ``"rolling"`` or ``"block"`` (statistics of fixed blocks aligned to the index).
+    block
+        Block mode: the block length (>= 2).
+    """
+
+    window: int = param(1000, integer(2))
+    threshold: float = param(3.0, number(above=0))
+    mode: str = param("rolling", choice("rolling", "block"))
+    block: int = param(1 << 16, integer(2))
+
+
+class ZScoreDetector(Detector):
+    """Rolling or fixed-block z-score (see ``consumer.kernels.zscore``)."""
+
+    name = "zscore"
+    Params = ZScoreParams
+
+    def __init__(self, params: ZScoreParams, series: SeriesInfo) -> None:
+        super().__init__(params, series)
+        self.p = params
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        del d["block" if self.p.mode == "rolling" else "window"]  # the one that has no effect
+        return d
+
+    def window_for(self, start: int, stop: int) -> tuple[int, int]:
+        if self.p.mode == "rolling":
+            return zk.rolling_zscore_window(start, stop, self.num_samples, self.p.window)
+        return aligned_blocks(start, stop, self.num_samples, self.p.block)
+
+    def process(self, data, data_start, start, stop, dense):
+        idx, sc, d = self._buffers(stop - start, dense)
+        x = data if data.dtype == np.float64 else data.astype(np.float64)
+        p = self.p
+        if p.mode == "rolling":
+            k = zk._rolling_zscore(
+                x, data_start, start, stop, p.window, p.threshold, zk.RESYNC, idx, sc, d
+            )
+        else:
+            k = zk._block_zscore(x, data_start, start, stop, p.block, p.threshold, idx, sc, d)
+        return self._result(idx, sc, d, k, dense)
