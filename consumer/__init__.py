@@ -11,7 +11,7 @@ from consumer.detectors.registry import make_detector
 from consumer.kernels.stl import stl_decompose
 from shared.params import ParamError, ParamTypeError
 
-__all__ = ["detect", "stl_decompose", "verify"]
+__all__ = ["detect", "score", "stl_decompose", "verify"]
 
 
 def _series(x: Any) -> np.ndarray:
@@ -63,6 +63,46 @@ def detect(x: np.ndarray, type: str = "zscore", **params: Any) -> np.ndarray:
     ws, we = det.window_for(0, len(x))
     idx, _, _ = det.process(x[ws:we], ws, 0, len(x), False)
     return idx
+
+
+def score(x: np.ndarray, type: str = "zscore", **params: Any) -> np.ndarray:
+    """Per-sample anomaly score in [0, 1] for the in-memory series ``x``.
+
+    The detector's dense score (what ``--scores`` writes) mapped monotonically
+    into [0, 1] by the detector's documented map (for ``zscore`` and ``stl``:
+    ``erf(score / sqrt(2))``, the Gaussian mass less extreme than the sample).
+    Missing (non-finite) samples score NaN.
+
+    Parameters
+    ----------
+    x : 1-D float array
+        The series.
+    type : str
+        The detector.
+    **params
+        The detector's parameters.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 scores, one per sample.
+
+    Examples
+    --------
+    >>> import numpy as np, consumer
+    >>> x = np.sin(np.arange(5000.0)); x[4000] = 9.0
+    >>> s = consumer.score(x, window=500)
+    >>> int(np.nanargmax(s))
+    4000
+    """
+    x = _series(x)
+    info = SeriesInfo(len(x), prefix=lambda n: np.asarray(x[:n], np.float64))
+    det = make_detector(type, params, info)
+    ws, we = det.window_for(0, len(x))
+    _, _, dense = det.process(x[ws:we], ws, 0, len(x), True)
+    out = det.unit_scores(dense)
+    out[~np.isfinite(x)] = np.nan
+    return out
 
 
 def verify(file: str) -> list[int]:

@@ -137,6 +137,18 @@ class Detector:
         ws, we = self.window_for(0, stop)
         self.process(np.zeros(we - ws, dtype), ws, 0, stop, dense)
 
+    def unit_scores(self, dense: np.ndarray) -> np.ndarray:
+        """Dense scores mapped monotonically into [0, 1] (NaN stays NaN).
+
+        Default, for scores in noise standard deviations (``|z|``, ``|resid| /
+        scale``): ``erf(score / sqrt(2))``, the probability that a Gaussian
+        noise sample is less extreme than this one.  A detector whose scores are
+        already in [0, 1] returns them as they are.
+        """
+        from consumer.kernels.unit import gaussian_mass_within
+
+        return gaussian_mass_within(dense)
+
     def describe(self) -> dict[str, Any]:
         """The detector's type and resolved parameters (for summaries and checkpoints)."""
         return {"type": self.name, **self.params.to_dict()}
