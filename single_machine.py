@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from shared.cli import OneLineParser
 from shared.errors import StreamError, UsageError
 from shared.metrics import read_metrics
 from shared.params import generation_params, parse_json_object, positive_int
-from shared.stream import sibling
+from shared.stream import LABELS_SUFFIX, sibling
 
 DEFAULT_N = 20_000_000
 DEFAULT_SEASONALITY = '{"amplitude": 5, "period": 200}'
@@ -110,16 +111,30 @@ def _stderr_tail(text: str) -> str:
     return lines[-1] if lines else "no message"
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclass
+class Plan:
+    """A validated run: the two commands and every path they write."""
+
+    n: int
+    stream: Path
+    tmpdir: Path | None
+    prod_metrics: Path
+    cons_metrics: Path
+    plot: Path
+    producer: list[str]
+    consumer: list[str]
+
+
+def plan(args: argparse.Namespace) -> Plan:
+    """Validate everything, before any process starts or any file is made."""
     n = positive_int("--num_samples", args.num_samples)
     both = positive_int("--threads", args.threads) if args.threads else None
-    pt = both
-    if args.producer_threads:
-        pt = positive_int("--producer_threads", args.producer_threads)
-    ct = both
-    if args.consumer_threads:
-        ct = positive_int("--consumer_threads", args.consumer_threads)
-    # Validate everything here, before any process starts or any file is made.
+    pt = (
+        positive_int("--producer_threads", args.producer_threads) if args.producer_threads else both
+    )
+    ct = (
+        positive_int("--consumer_threads", args.consumer_threads) if args.consumer_threads else both
+    )
     gen = generation_params(
         seed=positive_int("--seed", args.seed, minimum=0),
         type=args.type,
@@ -131,96 +146,58 @@ def run(args: argparse.Namespace) -> int:
     )
     det_params = args.params if args.params is not None else DEFAULT_DETECTOR_PARAMS[args.detector]
     parse_json_object("--params", det_params)
-
-    tmpdir = None
-    if args.file:
-        stream = Path(args.file)
-    else:
-        tmpdir = Path(tempfile.mkdtemp(prefix="tsstream-"))
-        stream = tmpdir / "stream.npy"
-    prod_metrics = sibling(stream, ".producer.metrics.jsonl")
-    cons_metrics = sibling(stream, ".consumer.metrics.jsonl")
-    plot = Path(args.plot) if args.plot else sibling(stream, ".throughput.png")
-    for p in (prod_metrics, cons_metrics):
+    tmpdir = None if args.file else Path(tempfile.mkdtemp(prefix="tsstream-"))
+    stream = Path(args.file) if args.file else tmpdir / "stream.npy"
+    metrics = [sibling(stream, f".{side}.metrics.jsonl") for side in ("producer", "consumer")]
+    for p in metrics:
         if p.exists():
             if not args.overwrite:
                 raise UsageError(f"{p} exists; pass --overwrite to replace it")
             p.unlink()
-
-    py = [sys.executable, "-m"]
-    gen_json = gen.to_json()
-    prod_cmd = py + [
-        "producer",
-        "--num_samples",
-        str(n),
-        "--file",
-        str(stream),
-        "--type",
-        gen_json["type"],
-        "--params",
-        json.dumps(gen_json["params"]),
-        "--seed",
-        str(gen.seed),
-        "--dtype",
-        args.dtype,
-        "--metrics",
-        str(prod_metrics),
-        "--quiet",
-        "--time",
-    ]
-    for key in ("seasonality", "trend", "anomalies"):
-        if gen_json[key]:
-            prod_cmd += [f"--{key}", json.dumps(gen_json[key])]
-    if args.chunk_size:
-        prod_cmd += ["--chunk_size", str(args.chunk_size)]
-    if args.sync:
-        prod_cmd.append("--sync")
-    if args.overwrite:
-        prod_cmd.append("--overwrite")
-    if pt:
-        prod_cmd += ["--threads", str(pt)]
-    cons_cmd = py + [
-        "consumer",
-        "--file",
-        str(stream),
-        "--type",
-        args.detector,
-        "--params",
-        det_params,
-        "--metrics",
-        str(cons_metrics),
-        "--timeout",
-        str(args.timeout),
-        "--quiet",
-        "--time",
-    ]
+    plot = Path(args.plot) if args.plot else sibling(stream, ".throughput.png")
+    prod = _producer_command(args, n, stream, gen, metrics[0], pt)
+    cons = _consumer_command(args, stream, det_params, metrics[1], ct)
     if gen.anomalies:
-        cons_cmd += ["--labels", str(sibling(stream, ".labels.npy"))]
-    if args.overwrite:
-        cons_cmd.append("--overwrite")
-    if ct:
-        cons_cmd += ["--threads", str(ct)]
+        cons += ["--labels", str(sibling(stream, LABELS_SUFFIX))]
+    return Plan(n, stream, tmpdir, metrics[0], metrics[1], plot, prod, cons)
 
+
+def _producer_command(args, n: int, stream: Path, gen, metrics: Path, threads) -> list[str]:
+    g = gen.to_json()
+    cmd = [sys.executable, "-m", "producer", "--num_samples", str(n), "--file", str(stream)]
+    cmd += ["--type", g["type"], "--params", json.dumps(g["params"]), "--seed", str(gen.seed)]
+    cmd += ["--dtype", args.dtype, "--metrics", str(metrics), "--quiet", "--time"]
+    for key in ("seasonality", "trend", "anomalies"):
+        if g[key]:
+            cmd += [f"--{key}", json.dumps(g[key])]
+    if args.chunk_size:
+        cmd += ["--chunk_size", str(args.chunk_size)]
+    cmd += ["--sync"] * args.sync + ["--overwrite"] * args.overwrite
+    return cmd + (["--threads", str(threads)] if threads else [])
+
+
+def _consumer_command(args, stream: Path, det_params: str, metrics: Path, threads) -> list[str]:
+    cmd = [sys.executable, "-m", "consumer", "--file", str(stream), "--type", args.detector]
+    cmd += ["--params", det_params, "--metrics", str(metrics), "--timeout", str(args.timeout)]
+    cmd += ["--quiet", "--time"] + ["--overwrite"] * args.overwrite
+    return cmd + (["--threads", str(threads)] if threads else [])
+
+
+def supervise(pl: Plan, live: bool) -> tuple[dict[str, tuple[str, str]], float]:
+    """Run both processes to their end with live progress; (their stdout/stderr, wall s).
+
+    If one side fails, the other is stopped (SIGTERM) and the failure is raised.
+    """
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     t0 = time.perf_counter()
     # Start the consumer first: it waits (--wait) for the stream to appear, so the two
     # interpreters import numba and friends at the same time instead of the consumer's
     # start-up eating into the producer's generation.
-    consumer = subprocess.Popen(
-        cons_cmd + ["--wait", "120"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    producer = subprocess.Popen(
-        prod_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    procs = {"producer": producer, "consumer": consumer}
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, "env": env}
+    consumer = subprocess.Popen(pl.consumer + ["--wait", "120"], **pipes)
+    procs = {"producer": subprocess.Popen(pl.producer, **pipes), "consumer": consumer}
     outputs: dict[str, tuple[str, str]] = {}
-    live = not args.quiet
-    tty = sys.stderr.isatty()
-    last_print = 0.0
+    progress = _Progress(pl, t0) if live else None
     failure: str | None = None
     try:
         while len(outputs) < 2:
@@ -228,60 +205,66 @@ def run(args: argparse.Namespace) -> int:
                 if name not in outputs and proc.poll() is not None:
                     outputs[name] = proc.communicate()
                     if proc.returncode != 0 and failure is None:
-                        failure = (
-                            f"{name} failed (exit {proc.returncode}): "
-                            f"{_stderr_tail(outputs[name][1])}"
-                        )
-                        for other, op in procs.items():
-                            if other != name and op.poll() is None:
-                                op.send_signal(signal.SIGTERM)
-            now = time.perf_counter()
-            if live and now - last_print >= (0.25 if tty else 5.0):
-                last_print = now
-                p_done = _last_samples(prod_metrics)
-                c_done = _last_samples(cons_metrics)
-                line = (
-                    f"[{now - t0:6.1f} s] producer {p_done / 1e6:8.1f}M  "
-                    f"consumer {c_done / 1e6:8.1f}M  lag {(p_done - c_done) / 1e6:7.1f}M "
-                    f"of {n / 1e6:.1f}M"
-                )
-                sys.stderr.write(("\r" + line) if tty else line + "\n")
-                sys.stderr.flush()
+                        tail = _stderr_tail(outputs[name][1])
+                        failure = f"{name} failed (exit {proc.returncode}): {tail}"
+                        _terminate(p for p in procs.values() if p is not proc)
+            if progress:
+                progress.show()
             time.sleep(0.05)
     except BaseException:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+        _terminate(procs.values())
         for proc in procs.values():
             proc.wait()
         raise
     wall = time.perf_counter() - t0
-    if live and tty:
-        sys.stderr.write("\n")
+    if progress:
+        progress.close()
     if failure:
         raise StreamError(failure)
+    return outputs, wall
 
-    pf = _figures(outputs["producer"][0])
-    cf = _figures(outputs["consumer"][0])
-    from shared.plot import render_throughput
 
-    render_throughput(
-        [prod_metrics, cons_metrics], plot, title=f"{n:,} samples, detector {args.detector}"
-    )
+def _terminate(procs) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+
+
+class _Progress:
+    """The live progress line: in place on a terminal, every 5 s otherwise."""
+
+    def __init__(self, pl: Plan, t0: float) -> None:
+        self.pl, self.t0, self.last = pl, t0, 0.0
+        self.tty = sys.stderr.isatty()
+
+    def show(self) -> None:
+        now = time.perf_counter()
+        if now - self.last < (0.25 if self.tty else 5.0):
+            return
+        self.last = now
+        p_done, c_done = _last_samples(self.pl.prod_metrics), _last_samples(self.pl.cons_metrics)
+        line = (
+            f"[{now - self.t0:6.1f} s] producer {p_done / 1e6:8.1f}M  "
+            f"consumer {c_done / 1e6:8.1f}M  lag {(p_done - c_done) / 1e6:7.1f}M "
+            f"of {self.pl.n / 1e6:.1f}M"
+        )
+        sys.stderr.write(("\r" + line) if self.tty else line + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+def report(pl: Plan, args: argparse.Namespace, pf: dict, cf: dict, wall: float) -> float | None:
+    """Print the table of figures; return the pipeline span in seconds (or None)."""
+    n = pl.n
     rows = [
         ("", "producer", "consumer"),
         ("samples", f"{pf.get('samples', 0):,}", f"{cf.get('samples', 0):,}"),
         ("seconds", f"{pf.get('seconds', 0):.2f}", f"{cf.get('seconds', 0):.2f}"),
-        (
-            "M samples/s",
-            f"{pf.get('samples_per_s', 0) / 1e6:.1f}",
-            f"{cf.get('samples_per_s', 0) / 1e6:.1f}",
-        ),
-        (
-            "peak RSS MiB",
-            f"{pf.get('peak_rss_bytes', 0) / 2**20:.0f}",
-            f"{cf.get('peak_rss_bytes', 0) / 2**20:.0f}",
-        ),
+        ("M samples/s", *(f"{f.get('samples_per_s', 0) / 1e6:.1f}" for f in (pf, cf))),
+        ("peak RSS MiB", *(f"{f.get('peak_rss_bytes', 0) / 2**20:.0f}" for f in (pf, cf))),
     ]
     print()
     for r in rows:
@@ -308,36 +291,50 @@ def run(args: argparse.Namespace) -> int:
             f"  against {cf['labels']:,} injected labels: precision {cf['precision']:.4f}, "
             f"recall {cf['recall']:.4f}, F1 {cf['f1']:.4f}"
         )
-    print(f"  throughput chart: {plot}")
+    print(f"  throughput chart: {pl.plot}")
     outs = cf.get("outputs", {})
-    print(
-        f"  outputs: {outs.get('indices')}, {outs.get('parquet')}, "
-        f"{sibling(stream, '.summary.json')}"
-    )
-    if tmpdir is not None:
-        if args.keep:
-            print(f"  kept {tmpdir}")
-        else:
-            keep_plot = Path.cwd() / "throughput.png" if not args.plot else plot
-            if not args.plot:
-                shutil.copy(plot, keep_plot)
-                print(f"  (temporary files removed; chart copied to {keep_plot}; --keep keeps all)")
-            shutil.rmtree(tmpdir)
+    summary = sibling(pl.stream, ".summary.json")
+    print(f"  outputs: {outs.get('indices')}, {outs.get('parquet')}, {summary}")
+    return span
+
+
+def _clean_up(pl: Plan, args: argparse.Namespace) -> None:
+    """Remove the temporary directory (keeping a copy of the chart) unless --keep."""
+    if pl.tmpdir is None:
+        return
+    if args.keep:
+        print(f"  kept {pl.tmpdir}")
+        return
+    if not args.plot:
+        keep_plot = Path.cwd() / "throughput.png"
+        shutil.copy(pl.plot, keep_plot)
+        print(f"  (temporary files removed; chart copied to {keep_plot}; --keep keeps all)")
+    shutil.rmtree(pl.tmpdir)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Plan, run both sides, render the chart, report, clean up."""
+    pl = plan(args)
+    outputs, wall = supervise(pl, live=not args.quiet)
+    pf, cf = _figures(outputs["producer"][0]), _figures(outputs["consumer"][0])
+    from shared.plot import render_throughput
+
+    title = f"{pl.n:,} samples, detector {args.detector}"
+    render_throughput([pl.prod_metrics, pl.cons_metrics], pl.plot, title=title)
+    span = report(pl, args, pf, cf, wall)
+    _clean_up(pl, args)
     if args.time:
-        print(
-            json.dumps(
-                {
-                    "samples": n,
-                    "detector": args.detector,
-                    "wall_seconds": round(wall, 4),
-                    "wall_samples_per_s": n / wall,
-                    "pipeline_seconds": round(span, 4) if span else None,
-                    "pipeline_samples_per_s": n / span if span else None,
-                    "producer": pf,
-                    "consumer": cf,
-                }
-            )
-        )
+        figures = {
+            "samples": pl.n,
+            "detector": args.detector,
+            "wall_seconds": round(wall, 4),
+            "wall_samples_per_s": pl.n / wall,
+            "pipeline_seconds": round(span, 4) if span else None,
+            "pipeline_samples_per_s": pl.n / span if span else None,
+            "producer": pf,
+            "consumer": cf,
+        }
+        print(json.dumps(figures))
     return 0
 
 

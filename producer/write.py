@@ -34,13 +34,12 @@ from shared.checksum import warm_up as warm_up_crc32
 from shared.errors import FormatError, StopRequest, StreamError, UsageError
 from shared.params import GenerationParams
 from shared.stream import (
+    LABELS_SUFFIX,
     StreamWriter,
     npy_header,
     read_npy_header,
     sibling,
 )
-
-LABELS_SUFFIX = ".labels.npy"
 
 
 def stream_extra(params: GenerationParams) -> dict:

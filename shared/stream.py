@@ -50,6 +50,9 @@ DEFAULT_CHUNK_SIZE = 1 << 20
 STATUSES = ("running", "complete", "failed")
 
 
+LABELS_SUFFIX = ".labels.npy"  # the producer's labels file beside the stream
+
+
 def sibling(path: str | os.PathLike[str], suffix: str) -> Path:
     """``gen.npy`` + ``.labels.npy`` -> ``gen.labels.npy`` (same directory)."""
     p = Path(path)
