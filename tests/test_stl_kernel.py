@@ -11,12 +11,14 @@ import pytest
 from statsmodels.tsa.seasonal import STL
 
 from consumer.kernels.stl import (
+    STLResult,
     stl_alignment,
     stl_decompose,
     stl_default_lengths,
     stl_radius,
 )
 from shared.errors import UsageError
+from shared.params import ParamError
 
 
 def _series(n: int, period: int, seed: int, outliers: bool = False) -> np.ndarray:
@@ -115,6 +117,26 @@ def test_zero_inner_iterations_like_statsmodels() -> None:
     x = _series(100, 12, seed=1)
     s, t, r = stl_decompose(x, 12, inner_iter=0)
     assert not s.any() and not t.any() and np.array_equal(r, x)
+
+
+def test_result_unpacks_as_three_arrays_and_carries_the_weights() -> None:
+    x = _series(3000, 12, seed=4, outliers=True)
+    res = stl_decompose(x, 12, robust=True)
+    assert isinstance(res, STLResult) and isinstance(res, tuple) and len(res) == 3
+    seasonal, trend, resid = res
+    assert seasonal is res.seasonal and trend is res.trend and resid is res.resid
+    assert res[2] is res.resid
+    ref = STL(x, period=12, robust=True).fit()
+    assert res.weights is not None and res.weights.dtype == np.float64
+    assert res.weights.shape == x.shape and res.weights.min() < 0.5
+    assert np.abs(res.weights - ref.weights).max() <= 1e-7
+    threaded = stl_decompose(x, 12, robust=True, threads=2)
+    assert np.array_equal(threaded.weights, res.weights)
+    # No outer iteration: no robustness weights (statsmodels reports ones).
+    for kw in ({}, {"threads": 2}, {"robust": True, "outer_iter": 0}):
+        plain = stl_decompose(x, 12, **kw)  # type: ignore[arg-type]
+        assert isinstance(plain, STLResult) and len(plain) == 3 and plain.weights is None
+    assert np.all(STL(x, period=12).fit().weights == 1.0)
 
 
 @pytest.mark.parametrize(
@@ -350,6 +372,18 @@ def test_bad_arguments(kw: dict[str, object], message: str) -> None:
         stl_decompose(np.zeros(100), **args)  # type: ignore[arg-type]
     assert isinstance(info.value, ValueError)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("kw", "message"), BAD, ids=lambda v: str(v))
+def test_bad_arguments_are_param_errors_naming_the_argument(
+    kw: dict[str, object], message: str
+) -> None:
+    args: dict[str, object] = {"period": 12}
+    args.update(kw)
+    with pytest.raises(ParamError) as info:
+        stl_decompose(np.zeros(100), **args)  # type: ignore[arg-type]
+    assert info.value.name == next(iter(kw))
+    assert str(info.value) == f"{info.value.name} {info.value.problem}"
 
 
 @pytest.mark.parametrize(

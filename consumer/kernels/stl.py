@@ -10,6 +10,37 @@ cycle-subseries, robustness bisquare weights on 6 * median |residual|) follow
 the paper; results agree with ``statsmodels.tsa.seasonal.STL`` (itself a port
 of the paper's Fortran) to rounding error.
 
+Names.  The arguments are statsmodels'; the kernels use the paper's (and its
+Fortran's) short names, and :class:`_Config` carries the arguments to them:
+
+=================  ===============  =================================================
+paper              argument         in the kernels
+=================  ===============  =================================================
+n_p                period           ``period`` (``p`` in derivations)
+n_s                seasonal         ``ns``: cycle-subseries Loess length (step 2)
+n_l                low_pass         ``nl``: low-pass Loess length (step 3)
+n_t                trend            ``ntr``: trend Loess length (step 6; ``nt`` is
+                                    the thread count here)
+n_i                inner_iter       ``ni``: passes of the inner loop
+n_o                outer_iter       ``no``: robustness iterations (outer loop)
+jumps (the         seasonal_jump,   ``nsjump``, ``nljump``, ``ntjump`` / ``jump``,
+paper's shortcut)  low_pass_jump,   ``nj`` (Loess evaluated every ``nj``-th point,
+                   trend_jump       linear interpolation in between)
+degrees            seasonal_deg,    ``isdeg``, ``ildeg``, ``itdeg`` / ``deg`` (0 or 1:
+                   low_pass_deg,    locally constant or linear fits)
+                   trend_deg
+rho (weights)      --               ``rw`` (robustness weights, outer loop);
+                                    ``userw``: whether a fit uses them
+Y, T, S, R         x, trend,        ``y``, ``trend``, ``season``, ``resid``
+                   seasonal, resid
+C, L               --               ``c`` (smoothed cycle-subseries, extended by one
+                                    period at both ends), the low-pass ``L``
+q (neighbours)     --               a Loess ``length``; ``q`` here is the half-window
+                                    ``(length - 1) // 2``
+lambda_q(x)        --               ``h``: bandwidth of the tricube weights ``W``
+                                    (``tab``, ``taps`` for symmetric windows)
+=================  ===============  =================================================
+
 Layout (house style): each numba kernel is a private ``_name`` function whose
 docstring cites the step of the paper it implements and the trick it uses; the
 public wrappers (:func:`stl_decompose`, :func:`stl_radius`,
@@ -59,14 +90,15 @@ import math
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
 from numba import njit, prange
 
-from shared.errors import UsageError
+from shared.params import ParamError, Rule, integer
 
-__all__ = ["stl_alignment", "stl_decompose", "stl_default_lengths", "stl_radius"]
+__all__ = ["STLResult", "stl_alignment", "stl_decompose", "stl_default_lengths", "stl_radius"]
 
 # Outputs per block of the FIR convolutions (8 KiB of float64: the block and
 # the input it reads stay in L1) and of the restarted running sums.  The block
@@ -74,6 +106,37 @@ __all__ = ["stl_alignment", "stl_decompose", "stl_default_lengths", "stl_radius"
 # threads, which is what makes the serial and threaded results bit-identical.
 _FIR_BLOCK = 1024
 _MA_BLOCK = 16384
+
+# Epilogue modes of :func:`_epilogue_block`: the element-wise steps of the
+# paper fused behind a smoother's blocks.  Numba reads module-level ints as
+# compile-time constants; callers pass them as ``zero + _EPI_...`` (a runtime
+# value), as a literal argument would compile an extra specialisation.
+_EPI_NONE = 0  # nothing (the strided FIR of the cycle-subseries, step 2)
+_EPI_DETREND = 1  # after the trend Loess (step 6): next pass's detrended series (step 1)
+_EPI_SEASONAL = 2  # after the low-pass Loess: S = C - L (step 4), deseasonalised Y - S (step 5)
+_EPI_REMAINDER = 3  # after the last trend Loess: the remainder R = Y - S - T
+
+
+class _Config(NamedTuple):
+    """The validated parameters of one decomposition, as :func:`_stl_kernel` takes them.
+
+    Python ints, so numba types it as one homogeneous named tuple of int64
+    (a single compiled signature); fields named as :func:`stl_decompose`'s
+    arguments, with the paper's names (module docstring) alongside.
+    """
+
+    period: int  # n_p
+    seasonal: int  # n_s
+    trend: int  # n_t
+    low_pass: int  # n_l
+    seasonal_deg: int
+    trend_deg: int
+    low_pass_deg: int
+    seasonal_jump: int
+    trend_jump: int
+    low_pass_jump: int
+    inner_iter: int  # n_i
+    outer_iter: int  # n_o
 
 
 # --------------------------------------------------------------------------
@@ -340,23 +403,23 @@ def _fir_block(x, out, taps, q, stride, lo, hi):
 def _epilogue_block(mode, out, y, aux, aux_off, dout, lo, hi):
     """Element-wise steps fused behind a smoother, on ``lo <= i < hi``.
 
-    ``mode`` 0: nothing.  1 (after the trend, step 6): the next inner pass's
-    detrended series (step 1), ``dout = y - out``.  2 (after the low-pass Loess,
-    steps 4 and 5): ``out = C - L`` is the seasonal (``aux = C`` read at
-    ``aux_off + i``) and ``dout = y - out`` the deseasonalised series.  3 (last
-    trend): the remainder ``dout = y - aux - out`` (``aux`` = seasonal).  Trick:
-    run on a block just written by :func:`_fir_block`, so it costs no extra
-    pass over memory.
+    ``mode`` ``_EPI_NONE``: nothing.  ``_EPI_DETREND`` (after the trend, step
+    6): the next inner pass's detrended series (step 1), ``dout = y - out``.
+    ``_EPI_SEASONAL`` (after the low-pass Loess, steps 4 and 5): ``out = C - L``
+    is the seasonal (``aux = C`` read at ``aux_off + i``) and ``dout = y - out``
+    the deseasonalised series.  ``_EPI_REMAINDER`` (last trend): the remainder
+    ``dout = y - aux - out`` (``aux`` = seasonal).  Trick: run on a block just
+    written by :func:`_fir_block`, so it costs no extra pass over memory.
     """
-    if mode == 1:
+    if mode == _EPI_DETREND:
         for i in range(lo, hi):
             dout[i] = y[i] - out[i]
-    elif mode == 2:
+    elif mode == _EPI_SEASONAL:
         for i in range(lo, hi):
             v = aux[aux_off + i] - out[i]
             out[i] = v
             dout[i] = y[i] - v
-    elif mode == 3:
+    elif mode == _EPI_REMAINDER:
         for i in range(lo, hi):
             dout[i] = y[i] - aux[i] - out[i]
 
@@ -442,9 +505,9 @@ def _after_range(mode, out, y, aux, aux_off, dout, n, nj, lo, hi):
 def _after_parallel(mode, out, y, aux, aux_off, dout, n, nj, nt):
     """Threaded :func:`_after_range`: all interpolation before any epilogue.
 
-    Mode 2 rewrites ``out`` in place, and the interpolation of one range reads
-    the grid point just past its end, so the two run as separate parallel
-    loops (a barrier in between).
+    ``_EPI_SEASONAL`` rewrites ``out`` in place, and the interpolation of one
+    range reads the grid point just past its end, so the two run as separate
+    parallel loops (a barrier in between).
     """
     if nj > 1:
         for g in prange(nt):
@@ -681,7 +744,8 @@ def _cycle_subseries(d, rw, userw, n, period, ns, deg, jump, c, nt, offset, tota
     zero = 0 * n  # runtime constants: literals would add specialisations
     if fast:
         cv = c[period:]
-        _fir(d, cv, taps, q, period, q * period, n - q * period, zero, d, d, zero, d, nt)
+        lo, hi = q * period, n - q * period
+        _fir(d, cv, taps, q, period, lo, hi, zero + _EPI_NONE, d, d, zero, d, nt)
     if nt > 1:
         _subseries_parallel(
             d, rw, userw, n, period, ns, deg, jump, tab, taps, fast, c, offset, total, nt
@@ -898,56 +962,36 @@ def _robustness_weights(y, season, trend, rw):
 
 
 @njit(cache=True, nogil=True)
-def _stl_kernel(
-    y,
-    period,
-    ns,
-    ntr,
-    nl,
-    isdeg,
-    itdeg,
-    ildeg,
-    nsjump,
-    ntjump,
-    nljump,
-    ni,
-    no,
-    nt,
-    offset,
-    total,
-    season,
-    trend,
-    resid,
-    c,
-    ds,
-    rw,
-    klp,
-    ktr,
-):
-    """The STL procedure of the paper (inner loop ``ni`` times, outer ``no``).
+def _stl_kernel(y, cfg, nt, offset, total, season, trend, resid, c, ds, rw, klp, ktr):
+    """The STL procedure of the paper (inner loop ``n_i`` times, outer ``n_o``).
 
-    The paper's inner loop: 1 detrend, 2 cycle-subseries smoothing with
-    one-period extension at both ends, 3 low-pass filter of the smoothed
-    subseries (moving averages of length ``period``, ``period``, 3,
-    then Loess ``nl``), 4 ``S = C - L``, 5 deseasonalise, 6 trend Loess
-    ``ntr``.  Outer loop: robustness weights from the remainder, used by steps
-    2 and 6.  ``nt`` is the number of threads (1: serial drivers only).
+    ``cfg`` is a :class:`_Config`.  The paper's inner loop: 1 detrend,
+    2 cycle-subseries smoothing (Loess ``n_s``) with one-period extension at
+    both ends, 3 low-pass filter of the smoothed subseries (moving averages of
+    length ``n_p``, ``n_p``, 3, then Loess ``n_l``), 4 ``S = C - L``,
+    5 deseasonalise, 6 trend Loess ``n_t``.  Outer loop: robustness weights
+    from the remainder, used by steps 2 and 6 (the low-pass Loess of step 3
+    never uses them).  ``nt`` is the number of threads (1: serial drivers
+    only).
 
     Buffers (all preallocated by the caller): ``season``, ``trend``, ``resid``
     (results, ``n``), ``c`` (``n + 2 period``), ``ds`` (``n``), ``rw`` (``n``, or
-    1 when no outer iteration runs); ``klp`` and ``ktr`` are the end kernels
-    (:func:`_end_kernel`) of the low-pass and trend smoothers, used by their
-    FIR fast path (unused, any shape, when that path cannot apply).
-    ``resid`` doubles as the detrended series of step 1 and the moving-average
-    output of step 3 until the last pass writes the remainder into it; steps
-    1, 4 and 5 are fused into the passes of the smoothers (see
-    :func:`_epilogue_block`).  The block partition (hence every floating-point
-    operation) is the same for every ``nt``.
+    1 when no outer iteration runs; left holding the weights of the last pass);
+    ``klp`` and ``ktr`` are the end kernels (:func:`_end_kernel`) of the
+    low-pass and trend smoothers, used by their FIR fast path (unused, any
+    shape, when that path cannot apply).  ``resid`` doubles as the detrended
+    series of step 1 and the moving-average output of step 3 until the last
+    pass writes the remainder into it; steps 1, 4 and 5 are fused into the
+    passes of the smoothers (see :func:`_epilogue_block`).  The block partition
+    (hence every floating-point operation) is the same for every ``nt``.
     ``offset`` and ``total`` only set the degeneracy scale of the local-linear
     fits (the whole-series length).
     """
     n = y.shape[0]
     zero = 0 * n  # runtime constants: literals would add specialisations
+    period = cfg.period  # n_p
+    ni = cfg.inner_iter  # n_i
+    no = cfg.outer_iter  # n_o
     if ni <= 0:
         for i in range(n):
             season[i] = 0.0
@@ -955,49 +999,64 @@ def _stl_kernel(
             resid[i] = y[i]
         return
     rng = float(total - 1)
-    unweighted = ni < 0
-    userw = unweighted
+    # Robustness weights (``userw``): none in the first outer pass, and never
+    # in the low-pass Loess (step 3).  ``no_rw`` is a runtime False, like ``zero``.
+    no_rw = zero != 0
+    userw = no_rw
     for k in range(no + 1):
         for it in range(ni):
             # 1: the detrended series (trend = 0 on the very first pass)
             d = y if (k == 0 and it == 0) else resid
-            # 2: cycle-subseries smoothing -> c
-            _cycle_subseries(d, rw, userw, n, period, ns, isdeg, nsjump, c, nt, offset, total)
+            # 2: cycle-subseries smoothing (n_s) -> c
+            _cycle_subseries(
+                d,
+                rw,
+                userw,
+                n,
+                period,
+                cfg.seasonal,
+                cfg.seasonal_deg,
+                cfg.seasonal_jump,
+                c,
+                nt,
+                offset,
+                total,
+            )
             # 3: moving averages -> resid (scratch)
             _lowpass_ma(c, resid, period, n, nt, offset)
-            # 3, 4, 5: low-pass Loess; season = c - low-pass; ds = y - season
+            # 3, 4, 5: low-pass Loess (n_l); season = c - low-pass; ds = y - season
             _smooth(
                 resid,
                 rw,
-                unweighted,
+                no_rw,
                 n,
-                nl,
-                ildeg,
-                nljump,
+                cfg.low_pass,
+                cfg.low_pass_deg,
+                cfg.low_pass_jump,
                 rng,
                 season,
                 nt,
-                zero + 2,
+                zero + _EPI_SEASONAL,
                 y,
                 c,
                 zero + period,
                 ds,
                 klp,
             )
-            # 6: trend; then step 1 of the next pass, or the remainder
+            # 6: trend Loess (n_t); then step 1 of the next pass, or the remainder
             last = k == no and it == ni - 1
             _smooth(
                 ds,
                 rw,
                 userw,
                 n,
-                ntr,
-                itdeg,
-                ntjump,
+                cfg.trend,
+                cfg.trend_deg,
+                cfg.trend_jump,
                 rng,
                 trend,
                 nt,
-                zero + (3 if last else 1),
+                zero + (_EPI_REMAINDER if last else _EPI_DETREND),
                 y,
                 season,
                 zero,
@@ -1006,12 +1065,49 @@ def _stl_kernel(
             )
         if k < no:
             _robustness_weights(y, season, trend, rw)
-            userw = not unweighted
+            userw = True
 
 
 # --------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------
+
+
+class _Components(NamedTuple):
+    seasonal: np.ndarray
+    trend: np.ndarray
+    resid: np.ndarray
+
+
+class STLResult(_Components):
+    """What :func:`stl_decompose` returns: ``(seasonal, trend, resid)`` plus ``weights``.
+
+    A named 3-tuple, so ``seasonal, trend, resid = stl_decompose(...)`` and
+    ``stl_decompose(...)[2]`` work as for a plain tuple; ``weights`` is an extra
+    attribute, not an element.  ``weights`` holds the robustness weights (the
+    paper's rho, float64, one per sample) that the last pass used, equal to
+    ``statsmodels``' ``STL(...).fit().weights`` to rounding error, whenever an
+    outer iteration ran (``outer_iter > 0``, the default with ``robust=True``,
+    and ``inner_iter > 0``); otherwise it is ``None``: no fit used robustness
+    weights, which is what statsmodels reports as all ones.
+    """
+
+    weights: np.ndarray | None
+
+    def __new__(
+        cls,
+        seasonal: np.ndarray,
+        trend: np.ndarray,
+        resid: np.ndarray,
+        weights: np.ndarray | None = None,
+    ) -> STLResult:
+        self = super().__new__(cls, seasonal, trend, resid)
+        self.weights = weights
+        return self
+
+    def __repr__(self) -> str:
+        w = "None" if self.weights is None else repr(self.weights)
+        return f"{super().__repr__()[:-1]}, weights={w})"
 
 
 # End kernels (:func:`_end_kernel`) depend on (length, degree, degeneracy scale)
@@ -1041,32 +1137,31 @@ def _cached_end_kernel(length: int, deg: int, rng: float) -> np.ndarray:
     return kt
 
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+# Argument rules (shared.params, one validation path for the project); the
+# messages name the Python argument: "period must be an integer >= 2, got 1".
+_PERIOD = integer(2, strict=True, what="an integer >= 2")
+_SEASONAL = integer(3, odd=True, strict=True, what="an odd integer >= 3")
+_DEGREE = integer(0, strict=True, what="0 or 1")
+_AT_LEAST_1 = integer(1, strict=True, what="an integer >= 1")  # jumps, threads, total_length
+_AT_LEAST_0 = integer(0, strict=True, what="an integer >= 0")  # iterations, offset
 
 
-def _int_param(name: str, v: object, minimum: int, what: str = "an integer") -> int:
-    if not _is_int(v) or int(v) < minimum:  # type: ignore[call-overload]
-        raise UsageError(f"{name} must be {what} >= {minimum}, got {v!r}")
-    return int(v)  # type: ignore[call-overload]
+def _check(rule: Rule, name: str, value: Any) -> int:
+    """``rule(name, value)``, taking numpy integers as the Python ints they hold."""
+    return rule(name, int(value) if isinstance(value, np.integer) else value)
 
 
-def _odd_param(name: str, v: object, period: int | None = None) -> int:
-    above = "" if period is None else f" and > period ({period})"
-    if (
-        not _is_int(v)
-        or int(v) < 3
-        or int(v) % 2 == 0  # type: ignore[call-overload]
-        or (period is not None and int(v) <= period)
-    ):  # type: ignore[call-overload]
-        raise UsageError(f"{name} must be an odd integer >= 3{above}, got {v!r}")
-    return int(v)  # type: ignore[call-overload]
+def _smoother_length(name: str, value: Any, period: int) -> int:
+    """``trend`` or ``low_pass``: odd and longer than the period."""
+    what = f"an odd integer >= 3 and > period ({period})"
+    return _check(integer(max(3, period + 1), odd=True, strict=True, what=what), name, value)
 
 
-def _deg_param(name: str, v: object) -> int:
-    if not _is_int(v) or int(v) not in (0, 1):  # type: ignore[call-overload]
-        raise UsageError(f"{name} must be 0 or 1, got {v!r}")
-    return int(v)  # type: ignore[call-overload]
+def _degree(name: str, value: Any) -> int:
+    deg = _check(_DEGREE, name, value)
+    if deg > 1:
+        raise ParamError(name, f"must be 0 or 1, got {value!r}")
+    return deg
 
 
 def stl_default_lengths(
@@ -1090,13 +1185,14 @@ def stl_default_lengths(
 def _check_lengths(
     period: object, seasonal: object, trend: object, low_pass: object
 ) -> tuple[int, int, int, int]:
-    p = _int_param("period", period, 2)
-    s = _odd_param("seasonal", seasonal)
+    """Validated ``(period, seasonal, trend, low_pass)``, defaults filled in."""
+    p = _check(_PERIOD, "period", period)
+    s = _check(_SEASONAL, "seasonal", seasonal)
     t, lp = stl_default_lengths(
         p,
         s,
-        None if trend is None else _odd_param("trend", trend, p),
-        None if low_pass is None else _odd_param("low_pass", low_pass, p),
+        None if trend is None else _smoother_length("trend", trend, p),
+        None if low_pass is None else _smoother_length("low_pass", low_pass, p),
     )
     return p, s, t, lp
 
@@ -1104,10 +1200,11 @@ def _check_lengths(
 def _check_jumps(
     seasonal_jump: object, trend_jump: object, low_pass_jump: object
 ) -> tuple[int, int, int]:
+    """Validated ``(seasonal_jump, trend_jump, low_pass_jump)``."""
     return (
-        _int_param("seasonal_jump", seasonal_jump, 1),
-        _int_param("trend_jump", trend_jump, 1),
-        _int_param("low_pass_jump", low_pass_jump, 1),
+        _check(_AT_LEAST_1, "seasonal_jump", seasonal_jump),
+        _check(_AT_LEAST_1, "trend_jump", trend_jump),
+        _check(_AT_LEAST_1, "low_pass_jump", low_pass_jump),
     )
 
 
@@ -1130,7 +1227,7 @@ def stl_decompose(
     threads: int | None = 1,
     offset: int = 0,
     total_length: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> STLResult:
     """STL decomposition of ``x`` into ``(seasonal, trend, resid)`` (float64 arrays).
 
     Parameters, defaults and results are those of
@@ -1140,7 +1237,10 @@ def stl_decompose(
     defaults to the smallest odd integer ``>= 1.5 period / (1 - 1.5 /
     seasonal)``, ``low_pass`` to the smallest odd integer ``> period``,
     ``inner_iter`` to 2 if ``robust`` else 5, ``outer_iter`` to 15 if ``robust``
-    else 0.  ``resid = x - seasonal - trend``.
+    else 0.  ``resid = x - seasonal - trend``.  The result is an
+    :class:`STLResult`: it unpacks as the 3-tuple ``(seasonal, trend, resid)``
+    and also carries the robustness ``weights`` (``None`` when no outer
+    iteration ran).
 
     Keyword-only extras:
 
@@ -1165,54 +1265,60 @@ def stl_decompose(
     period, trend, low_pass) + 2 * period`` gives the same result, so a stream
     of unknown length may pass any such value.
 
-    Raises :class:`shared.errors.UsageError` for invalid arguments: period < 2;
-    seasonal, trend or low_pass not odd or < 3; trend or low_pass <= period;
-    degrees other than 0 and 1; jumps < 1; negative iteration counts; ``x`` not
-    one-dimensional, not real, not finite or shorter than two periods.
+    Raises :class:`shared.params.ParamError` (a
+    :class:`shared.errors.UsageError` and ``ValueError``) naming the argument
+    for invalid arguments: period < 2; seasonal, trend or low_pass not odd or
+    < 3; trend or low_pass <= period; degrees other than 0 and 1; jumps < 1;
+    negative iteration counts; ``x`` not one-dimensional, not real, not finite
+    or shorter than two periods.
     """
     period, seasonal, trend, low_pass = _check_lengths(period, seasonal, trend, low_pass)
     degs = (
-        _deg_param("seasonal_deg", seasonal_deg),
-        _deg_param("trend_deg", trend_deg),
-        _deg_param("low_pass_deg", low_pass_deg),
+        _degree("seasonal_deg", seasonal_deg),
+        _degree("trend_deg", trend_deg),
+        _degree("low_pass_deg", low_pass_deg),
     )
     jumps = _check_jumps(seasonal_jump, trend_jump, low_pass_jump)
     robust = bool(robust)
-    ni = _int_param("inner_iter", (2 if robust else 5) if inner_iter is None else inner_iter, 0)
-    no = _int_param("outer_iter", (15 if robust else 0) if outer_iter is None else outer_iter, 0)
+    ni = _check(
+        _AT_LEAST_0, "inner_iter", (2 if robust else 5) if inner_iter is None else inner_iter
+    )
+    no = _check(
+        _AT_LEAST_0, "outer_iter", (15 if robust else 0) if outer_iter is None else outer_iter
+    )
     arr = np.asarray(x)
     if arr.ndim != 1:
-        raise UsageError(f"x must be one-dimensional, got shape {arr.shape}")
+        raise ParamError("x", f"must be one-dimensional, got shape {arr.shape}")
     if arr.dtype.kind not in "biuf":
-        raise UsageError(f"x must hold real numbers, got dtype {arr.dtype}")
+        raise ParamError("x", f"must hold real numbers, got dtype {arr.dtype}")
     y = np.ascontiguousarray(arr, dtype=np.float64)
     n = y.shape[0]
     if n < 2 * period:
-        raise UsageError(f"x must hold at least two periods ({2 * period} samples), got {n}")
+        raise ParamError("x", f"must hold at least two periods ({2 * period} samples), got {n}")
     if not np.isfinite(y).all():
-        raise UsageError("x must be finite (no NaN or infinity)")
-    off = _int_param("offset", offset, 0)
-    total = off + n if total_length is None else _int_param("total_length", total_length, 1)
+        raise ParamError("x", "must be finite (no NaN or infinity)")
+    off = _check(_AT_LEAST_0, "offset", offset)
+    total = off + n if total_length is None else _check(_AT_LEAST_1, "total_length", total_length)
     if off + n > total:
-        raise UsageError(f"offset + len(x) must be <= total_length, got {off} + {n} > {total}")
+        raise ParamError("offset", f"+ len(x) must be <= total_length, got {off} + {n} > {total}")
     if threads is None:
         nthreads = numba.config.NUMBA_NUM_THREADS
     else:
-        nthreads = min(_int_param("threads", threads, 1), numba.config.NUMBA_NUM_THREADS)
+        nthreads = min(_check(_AT_LEAST_1, "threads", threads), numba.config.NUMBA_NUM_THREADS)
 
-    cfg = (
-        period,
-        seasonal,
-        trend,
-        low_pass,
-        degs[0],
-        degs[1],
-        degs[2],
-        jumps[0],
-        jumps[1],
-        jumps[2],
-        ni,
-        no,
+    cfg = _Config(
+        period=period,
+        seasonal=seasonal,
+        trend=trend,
+        low_pass=low_pass,
+        seasonal_deg=degs[0],
+        trend_deg=degs[1],
+        low_pass_deg=degs[2],
+        seasonal_jump=jumps[0],
+        trend_jump=jumps[1],
+        low_pass_jump=jumps[2],
+        inner_iter=ni,
+        outer_iter=no,
     )
     if nthreads > 1 and no == 0 and ni > 0:
         # Non-robust: split the series into one window per thread, each with
@@ -1228,57 +1334,60 @@ def stl_decompose(
     return _run_kernel(y, cfg, off, total, nthreads)
 
 
-def _run_kernel(
-    y: np.ndarray, cfg: tuple[int, ...], off: int, total: int, nthreads: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _run_kernel(y: np.ndarray, cfg: _Config, off: int, total: int, nthreads: int) -> STLResult:
     """Allocate the buffers (numpy: huge pages, cheap first touch) and run the kernel."""
-    period, _, trend, low_pass, _, tdeg, ldeg, _, tjump, ljump, ni, no = cfg
     n = y.shape[0]
+    ni, no = cfg.inner_iter, cfg.outer_iter
     season = np.empty(n)
     trend_out = np.empty(n)
     resid = np.empty(n)
-    c = np.empty(n + 2 * period)
+    c = np.empty(n + 2 * cfg.period)
     ds = np.empty(n)
     rw = np.ones(n if no > 0 else 1)
     rng = float(total - 1)
     klp = (
-        _cached_end_kernel(low_pass, ldeg, rng)
-        if ljump == 1 and low_pass < n and ni > 0
+        _cached_end_kernel(cfg.low_pass, cfg.low_pass_deg, rng)
+        if cfg.low_pass_jump == 1 and cfg.low_pass < n and ni > 0
         else _NO_KERNEL
     )
     ktr = (
-        _cached_end_kernel(trend, tdeg, rng) if tjump == 1 and trend < n and ni > 0 else _NO_KERNEL
+        _cached_end_kernel(cfg.trend, cfg.trend_deg, rng)
+        if cfg.trend_jump == 1 and cfg.trend < n and ni > 0
+        else _NO_KERNEL
     )
     bufs = (season, trend_out, resid, c, ds, rw, klp, ktr)
     if nthreads <= 1:
-        _stl_kernel(y, *cfg, 1, off, total, *bufs)
+        _stl_kernel(y, cfg, 1, off, total, *bufs)
     else:
         previous = numba.get_num_threads()
         numba.set_num_threads(nthreads)
         try:
-            _stl_kernel(y, *cfg, nthreads, off, total, *bufs)
+            _stl_kernel(y, cfg, nthreads, off, total, *bufs)
         finally:
             numba.set_num_threads(previous)
-    return season, trend_out, resid
+    return STLResult(season, trend_out, resid, rw if no > 0 and ni > 0 else None)
 
 
 def _split_decompose(
     y: np.ndarray,
-    cfg: tuple[int, ...],
+    cfg: _Config,
     off: int,
     total: int,
     parts: int,
     radius: int,
     align: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Decompose ``parts`` windows with halo ``radius`` concurrently, keep their middles."""
+) -> STLResult:
+    """Decompose ``parts`` windows with halo ``radius`` concurrently, keep their middles.
+
+    Non-robust only (no robustness weights: ``weights`` is ``None``).
+    """
     n = y.shape[0]
     cuts = [0] + [(i * n // parts) // align * align for i in range(1, parts)] + [n]
     jobs = []
     for a, b in zip(cuts[:-1], cuts[1:], strict=True):
         lo = max(0, a - radius) // align * align
         jobs.append((a, b, lo, min(n, b + radius)))
-    out = (np.empty(n), np.empty(n), np.empty(n))
+    out = STLResult(np.empty(n), np.empty(n), np.empty(n))
 
     def work(job: tuple[int, int, int, int]) -> None:
         a, b, lo, hi = job
@@ -1345,7 +1454,7 @@ def stl_radius(
     """
     period, seasonal, trend, low_pass = _check_lengths(period, seasonal, trend, low_pass)
     sj, tj, lj = _check_jumps(seasonal_jump, trend_jump, low_pass_jump)
-    ni = _int_param("inner_iter", inner_iter, 0)
+    ni = _check(_AT_LEAST_0, "inner_iter", inner_iter)
     if ni == 0:
         return 0
     qs = (seasonal - 1) // 2
@@ -1371,7 +1480,7 @@ def stl_alignment(
     which needs ``a`` to be a multiple of ``period * seasonal_jump`` when
     ``seasonal_jump > 1``.  Returns the least common multiple of these.
     """
-    p = _int_param("period", period, 2)
+    p = _check(_PERIOD, "period", period)
     sj, tj, lj = _check_jumps(seasonal_jump, trend_jump, low_pass_jump)
     a = math.lcm(tj, lj)
     if sj > 1:
