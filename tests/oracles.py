@@ -274,3 +274,68 @@ def naive_rolling_zscore_batched(x: np.ndarray, window: int, threshold: float) -
             sub = naive_rolling_zscore(x[i0 - window : i1], window, threshold)
             flags.append(np.asarray(sub, np.int64) + (i0 - window))
     return np.concatenate(flags)
+
+
+# --------------------------------------------------------------------------- NAB scoring
+
+
+def naive_nab_raw_score(
+    timestamps: list,
+    scores: list,
+    windows: list,
+    threshold: float,
+    tp_weight: float,
+    fp_weight: float,
+    fn_weight: float,
+) -> float:
+    """Reference for ``consumer.nab.score_file(...).raw``, one row and one window at a time.
+
+    Written from NAB's rule (Lavin & Ahmad 2015 and NAB's scorer): the first
+    ``min(floor(0.15 n), 0.15 * 5000)`` rows are never detections; a row detects when
+    ``score >= threshold`` (NaN never does); a window's rows are those with
+    ``start <= t <= end``; its first detection scores
+    ``tp_weight * sigma(-(last - i + 1) / length) / sigma(-1)`` and a window without one
+    ``-fn_weight``; a detection outside every window scores
+    ``fp_weight * sigma((i - last) / (length - 1))`` of the closest window ending before
+    it (a one-row window counts as two rows), or ``-fp_weight`` if none;
+    ``sigma(p) = 2 / (1 + exp(5 p)) - 1``, and ``-1`` for ``p > 3``.
+    """
+    import math
+
+    def sigma(p: float) -> float:
+        if p > 3.0:
+            return -1.0
+        return 2.0 / (1.0 + math.exp(5.0 * p)) - 1.0
+
+    n = len(timestamps)
+    probation = min(math.floor(0.15 * n), 0.15 * 5000)
+
+    def detects(i: int) -> bool:
+        return i >= probation and scores[i] >= threshold  # False for NaN
+
+    window_rows = []
+    for start, end in windows:
+        window_rows.append([i for i in range(n) if start <= timestamps[i] <= end])
+    in_a_window = {i for rows in window_rows for i in rows}
+
+    total = 0.0
+    for rows in window_rows:
+        hits = [i for i in rows if detects(i)]
+        if not hits:
+            total -= fn_weight
+            continue
+        first, last, length = hits[0], rows[-1], len(rows)
+        total += tp_weight * sigma(-(last - first + 1) / length) / sigma(-1.0)
+
+    for i in range(n):
+        if i in in_a_window or not detects(i):
+            continue
+        closest = None
+        for rows in window_rows:
+            if rows and rows[-1] < i and (closest is None or rows[-1] > closest[-1]):
+                closest = rows
+        if closest is None:
+            total -= fp_weight
+        else:
+            total += fp_weight * sigma((i - closest[-1]) / max(len(closest) - 1, 1))
+    return total
