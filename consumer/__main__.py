@@ -6,8 +6,9 @@ import argparse
 import json
 import sys
 import threading
+from pathlib import Path
 
-from consumer.run import OutputPaths, run_consumer
+from consumer.run import ConsumerConfig, OutputPaths, run_consumer
 from shared.cli import OneLineParser, exit_now, run_cli
 from shared.errors import StopRequest, UsageError
 from shared.params import positive_float, positive_int
@@ -96,37 +97,55 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, stop: StopRequest) -> int:
-    threads = positive_int("--threads", args.threads) if args.threads else None
-    timeout = positive_float("--timeout", args.timeout)
-    wait = positive_float("--wait", args.wait) if args.wait not in ("0", "0.0") else 0.0
-    metrics_interval = positive_float("--metrics_interval", args.metrics_interval)
-    chunk = positive_int("--chunk_size", args.chunk_size) if args.chunk_size else None
-    tolerance = positive_int("--tolerance", args.tolerance, minimum=0) if args.tolerance else None
+def _config(args: argparse.Namespace) -> ConsumerConfig:
+    """The run's settings from the flags, validated (errors name the flags)."""
     if args.overwrite and args.resume:
         raise UsageError("--overwrite and --resume contradict each other")
-    if args.verify:
-        return _verify(args)
     paths = OutputPaths.for_input(
-        __import__("pathlib").Path(args.file),
+        Path(args.file),
         out=args.out,
         indices=args.indices,
         summary=args.summary,
         scores=args.scores,
     )
-    lock = threading.Lock()
-    state = {"bar": None, "recorder": None, "done": 0}
-    show_bar = not args.quiet and sys.stderr.isatty()
+    return ConsumerConfig(
+        type=args.type,
+        params=args.params,
+        threads=positive_int("--threads", args.threads) if args.threads else None,
+        paths=paths,
+        labels=args.labels,
+        tolerance=positive_int("--tolerance", args.tolerance, minimum=0)
+        if args.tolerance
+        else None,
+        follow=args.follow,
+        timeout=positive_float("--timeout", args.timeout),
+        raw_dtype=args.dtype if args.raw else None,
+        chunk_size=positive_int("--chunk_size", args.chunk_size) if args.chunk_size else None,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        wait_s=positive_float("--wait", args.wait) if args.wait not in ("0", "0.0") else 0.0,
+        cli=True,
+    )
 
-    def log(msg: str) -> None:
-        if not args.quiet:
+
+class _Display:
+    """Progress bar (on a terminal), metrics recorder and log lines of one run."""
+
+    def __init__(self, args: argparse.Namespace, metrics_interval: float) -> None:
+        self.args, self.interval = args, metrics_interval
+        self.lock = threading.Lock()
+        self.bar = self.recorder = None
+        self.done = 0
+
+    def log(self, msg: str) -> None:
+        if not self.args.quiet:
             print(f"consumer: {msg}", file=sys.stderr)
 
-    def on_start(reader, detector) -> None:
-        if show_bar:
+    def on_start(self, reader, detector) -> None:
+        if not self.args.quiet and sys.stderr.isatty():
             from tqdm import tqdm
 
-            state["bar"] = tqdm(
+            self.bar = tqdm(
                 total=reader.num_samples,
                 unit="S",
                 unit_scale=True,
@@ -134,63 +153,64 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
                 file=sys.stderr,
                 smoothing=0.1,
             )
-        if args.metrics:
+        if self.args.metrics:
             from shared.metrics import MetricsRecorder
 
-            state["recorder"] = MetricsRecorder(
-                args.metrics,
+            self.recorder = MetricsRecorder(
+                self.args.metrics,
                 "consumer",
-                lambda: state["done"],
+                lambda: self.done,
                 total=reader.num_samples,
-                interval=metrics_interval,
+                interval=self.interval,
             ).start()
 
-    def on_progress(k: int) -> None:
-        with lock:
-            state["done"] += k
-            if state["bar"] is not None:
-                state["bar"].update(k)
+    def on_progress(self, k: int) -> None:
+        with self.lock:
+            self.done += k
+            if self.bar is not None:
+                self.bar.update(k)
 
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.recorder is not None:
+            self.recorder.stop()
+
+
+def _summary_line(summary: dict, parquet: Path) -> str:
+    extra = ""
+    if "precision" in summary:
+        extra = (
+            f", precision {summary['precision']:.3f} recall {summary['recall']:.3f} "
+            f"F1 {summary['f1']:.3f}"
+        )
+    partial = " (partial: stream incomplete)" if summary["status"] == "partial" else ""
+    return (
+        f"consumer: {summary['samples']} samples{partial} in {summary['seconds']:.2f} s: "
+        f"{summary['samples_per_s'] / 1e6:.1f}M samples/s, {summary['anomalies']} anomalies"
+        f"{extra}, peak RSS {summary['peak_rss_bytes'] / 2**20:.0f} MiB -> {parquet}"
+    )
+
+
+def _run(args: argparse.Namespace, stop: StopRequest) -> int:
+    config = _config(args)
+    metrics_interval = positive_float("--metrics_interval", args.metrics_interval)
+    if args.verify:
+        return _verify(args)
+    display = _Display(args, metrics_interval)
     try:
         summary = run_consumer(
             args.file,
-            cli=True,
-            type=args.type,
-            params=args.params,
-            threads=threads,
-            paths=paths,
-            labels=args.labels,
-            tolerance=tolerance,
-            follow=args.follow,
-            timeout=timeout,
-            raw_dtype=args.dtype if args.raw else None,
-            chunk_size=chunk,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            wait_s=wait,
+            config,
             stop=stop,
-            on_progress=on_progress,
-            on_start=on_start,
-            log=log,
+            on_progress=display.on_progress,
+            on_start=display.on_start,
+            log=display.log,
         )
     finally:
-        if state["bar"] is not None:
-            state["bar"].close()
-        if state["recorder"] is not None:
-            state["recorder"].stop()
+        display.close()
     if not args.quiet:
-        extra = ""
-        if "precision" in summary:
-            extra = (
-                f", precision {summary['precision']:.3f} recall {summary['recall']:.3f} "
-                f"F1 {summary['f1']:.3f}"
-            )
-        partial = " (partial: stream incomplete)" if summary["status"] == "partial" else ""
-        print(
-            f"consumer: {summary['samples']} samples{partial} in {summary['seconds']:.2f} s: "
-            f"{summary['samples_per_s'] / 1e6:.1f}M samples/s, {summary['anomalies']} anomalies"
-            f"{extra}, peak RSS {summary['peak_rss_bytes'] / 2**20:.0f} MiB -> {paths.parquet}"
-        )
+        print(_summary_line(summary, config.paths.parquet))
     if args.time:
         print(json.dumps(summary))
     return 0
