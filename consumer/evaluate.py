@@ -246,6 +246,7 @@ def score_all(args: argparse.Namespace, stop: StopRequest) -> tuple[list[str], l
         parse_json_object("--params", spec.params_text)  # malformed JSON: fail before any work
     nab.load_windows(args.windows)
     nab.load_profiles(args.profiles)
+    given = nab.load_all_thresholds(args.thresholds) if args.thresholds else {}
     runs = [(label, "detector", spec) for label, spec in zip(_labels(specs), specs, strict=True)]
     if args.results:
         runs += [(name, "results", name) for name in result_detectors(Path(args.results))]
@@ -255,9 +256,10 @@ def score_all(args: argparse.Namespace, stop: StopRequest) -> tuple[list[str], l
             scores = run_detector(what, data_dir, names, stop)
         else:
             scores = read_result_scores(Path(args.results), what, names)
-        given = _given_thresholds(args.thresholds, label if source == "results" else what.type)
-        results = nab.evaluate(scores, data_dir, args.windows, args.profiles, given)
-        entries.append(Entry(label, source, "given" if given else "optimised", results))
+        # Detectors missing from --thresholds are optimised.
+        thresholds = given.get(label if source == "results" else what.type)
+        results = nab.evaluate(scores, data_dir, args.windows, args.profiles, thresholds)
+        entries.append(Entry(label, source, "given" if thresholds else "optimised", results))
     return names, entries
 
 
@@ -270,19 +272,6 @@ def _labels(specs: list[DetectorSpec]) -> list[str]:
         seen[label] = seen.get(label, 0) + 1
         out.append(label if labels.count(label) == 1 else f"{label} #{seen[label]}")
     return out
-
-
-def _given_thresholds(path: str | None, detector: str) -> dict[str, float] | None:
-    if not path:
-        return None
-    if not Path(path).is_file():
-        raise UsageError(f"--thresholds: {path}: no such file")
-    try:
-        return nab.load_thresholds(path, detector)
-    except UsageError as e:
-        if "no thresholds for detector" in str(e):
-            return None  # not in the file: optimised instead
-        raise
 
 
 # --------------------------------------------------------------------------- output

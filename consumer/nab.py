@@ -271,17 +271,28 @@ def load_thresholds(path: str | Path, detector: str) -> dict[str, float]:
     dict of str to float
         Profile name to threshold.
     """
-    raw = _read_json(path, "thresholds")
-    body = raw.get(detector) if isinstance(raw, dict) else None
-    if not isinstance(body, dict):
+    table = load_all_thresholds(path)
+    if detector not in table:
         raise UsageError(f"{path}: no thresholds for detector '{detector}'")
-    out: dict[str, float] = {}
-    for profile, entry in body.items():
-        value = entry.get("threshold") if isinstance(entry, dict) else None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UsageError(f"{path}: '{detector}'/'{profile}' has no number 'threshold'")
-        out[profile] = float(value)
-    return out
+    return table[detector]
+
+
+def load_all_thresholds(path: str | Path) -> dict[str, dict[str, float]]:
+    """Every detector's thresholds in NAB's ``thresholds.json``: detector -> profile -> value."""
+    raw = _read_json(path, "thresholds")
+    if not isinstance(raw, dict):
+        raise UsageError(f"{path}: expected a JSON object of detector -> profile -> threshold")
+    table: dict[str, dict[str, float]] = {}
+    for detector, body in raw.items():
+        if not isinstance(body, dict):
+            raise UsageError(f"{path}: '{detector}' must map profiles to thresholds")
+        table[detector] = {}
+        for profile, entry in body.items():
+            value = entry.get("threshold") if isinstance(entry, dict) else None
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise UsageError(f"{path}: '{detector}'/'{profile}' has no number 'threshold'")
+            table[detector][profile] = float(value)
+    return table
 
 
 # --------------------------------------------------------------------------- the rule
@@ -403,9 +414,7 @@ def score_file(
     -------
     FileScore
     """
-    layout = timestamps if isinstance(timestamps, FileLayout) else None
-    if layout is None:
-        layout = file_layout(timestamps, windows or [])
+    layout = _as_layout(timestamps, windows)
     weights = as_profile(profile)
     s = _check_scores(scores, layout.num_rows)
     detected = s >= threshold
@@ -413,17 +422,21 @@ def score_file(
     row_scores = np.zeros(layout.num_rows)
     false_positive = detected & layout.outside
     row_scores[false_positive] = layout.fp_value[false_positive] * weights.fp_weight
-    tp = fn = 0
+    found = 0
     window_total = 0.0
     for rows, tp_terms in zip(layout.window_rows, layout.window_tp, strict=True):
         hits = np.flatnonzero(detected[rows])
-        term = tp_terms[hits[0]] * weights.tp_weight if len(hits) else -weights.fn_weight
-        tp, fn = (tp + 1, fn) if len(hits) else (tp, fn + 1)
+        if len(hits):  # only the first detection counts
+            term = tp_terms[hits[0]] * weights.tp_weight
+            found += 1
+        else:
+            term = -weights.fn_weight
         window_total += term
         if len(rows):
             row_scores[rows[0]] = term
     raw = window_total + float(row_scores[false_positive].sum())
-    return FileScore(raw, tp, int(false_positive.sum()), fn, row_scores)
+    missed = len(layout.window_rows) - found
+    return FileScore(raw, found, int(false_positive.sum()), missed, row_scores)
 
 
 def row_terms(
@@ -453,14 +466,18 @@ def row_terms(
         float64 per row: ``tp_weight * sigma(..) / sigma(-1)`` inside windows,
         ``fp_weight * sigma(..)`` outside.
     """
-    layout = timestamps if isinstance(timestamps, FileLayout) else None
-    if layout is None:
-        layout = file_layout(timestamps, windows or [])
+    layout = _as_layout(timestamps, windows)
     weights = as_profile(profile)
     terms = layout.fp_value * weights.fp_weight
     for rows, tp_terms in zip(layout.window_rows, layout.window_tp, strict=True):
         terms[rows] = tp_terms * weights.tp_weight
     return terms
+
+
+def _as_layout(timestamps: np.ndarray | FileLayout, windows: list[Window] | None) -> FileLayout:
+    if isinstance(timestamps, FileLayout):
+        return timestamps
+    return file_layout(timestamps, windows or [])
 
 
 def as_profile(profile: Profile | Mapping[str, float], name: str = "custom") -> Profile:

@@ -343,6 +343,16 @@ def bad_invocations(corpus: Path, tmp_path: Path) -> dict[str, list[object]]:
         "nothing to score": ["--data", data, "--windows", labels],
         "missing windows": ["--data", data, "--windows", tmp_path / "no.json", "--results", data],
         "missing results dir": ["--data", data, "--windows", labels, "--results", tmp_path / "x"],
+        "missing thresholds": [
+            "--data",
+            data,
+            "--windows",
+            labels,
+            "--results",
+            corpus / "results",
+            "--thresholds",
+            tmp_path / "no.json",
+        ],
     }
 
 
