@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 from pathlib import Path
 
 from consumer.run import ConsumerConfig, OutputPaths, run_consumer
-from shared.cli import OneLineParser, exit_now, run_cli
+from shared.cli import OneLineParser, Progress, exit_now, run_cli
 from shared.errors import StopRequest, UsageError
 from shared.params import positive_float, positive_int
 
@@ -128,55 +127,6 @@ def _config(args: argparse.Namespace) -> ConsumerConfig:
     )
 
 
-class _Display:
-    """Progress bar (on a terminal), metrics recorder and log lines of one run."""
-
-    def __init__(self, args: argparse.Namespace, metrics_interval: float) -> None:
-        self.args, self.interval = args, metrics_interval
-        self.lock = threading.Lock()
-        self.bar = self.recorder = None
-        self.done = 0
-
-    def log(self, msg: str) -> None:
-        if not self.args.quiet:
-            print(f"consumer: {msg}", file=sys.stderr)
-
-    def on_start(self, reader, detector) -> None:
-        if not self.args.quiet and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=reader.num_samples,
-                unit="S",
-                unit_scale=True,
-                desc="consumer",
-                file=sys.stderr,
-                smoothing=0.1,
-            )
-        if self.args.metrics:
-            from shared.metrics import MetricsRecorder
-
-            self.recorder = MetricsRecorder(
-                self.args.metrics,
-                "consumer",
-                lambda: self.done,
-                total=reader.num_samples,
-                interval=self.interval,
-            ).start()
-
-    def on_progress(self, k: int) -> None:
-        with self.lock:
-            self.done += k
-            if self.bar is not None:
-                self.bar.update(k)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        if self.recorder is not None:
-            self.recorder.stop()
-
-
 def _summary_line(summary: dict, parquet: Path) -> str:
     extra = ""
     if "precision" in summary:
@@ -194,21 +144,26 @@ def _summary_line(summary: dict, parquet: Path) -> str:
 
 def _run(args: argparse.Namespace, stop: StopRequest) -> int:
     config = _config(args)
-    metrics_interval = positive_float("--metrics_interval", args.metrics_interval)
+    interval = positive_float("--metrics_interval", args.metrics_interval)
     if args.verify:
         return _verify(args)
-    display = _Display(args, metrics_interval)
+    progress = Progress("consumer", quiet=args.quiet, metrics=args.metrics, interval=interval)
+
+    def log(msg: str) -> None:
+        if not args.quiet:
+            print(f"consumer: {msg}", file=sys.stderr)
+
     try:
         summary = run_consumer(
             args.file,
             config,
             stop=stop,
-            on_progress=display.on_progress,
-            on_start=display.on_start,
-            log=display.log,
+            on_progress=progress.advance,
+            on_start=lambda reader, _: progress.start(reader.num_samples),
+            log=log,
         )
     finally:
-        display.close()
+        progress.close()
     if not args.quiet:
         print(_summary_line(summary, config.paths.parquet))
     if args.time:

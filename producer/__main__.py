@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-import threading
 import time
+from dataclasses import dataclass
 
 from producer.generate import BLOCK_SIZE
-from shared.cli import OneLineParser, exit_now, run_cli
+from shared.cli import OneLineParser, Progress, exit_now, run_cli
 from shared.errors import StopRequest, UsageError
-from shared.params import generation_params, positive_float, positive_int
+from shared.params import GenerationParams, generation_params, positive_float, positive_int
 from shared.stream import SUPPORTED_DTYPES
 
 DEFAULT_CHUNK = 1 << 20
@@ -64,13 +63,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _run(args: argparse.Namespace, stop: StopRequest) -> int:
+@dataclass
+class _Options:
+    """The validated flags of one producer run."""
+
+    n: int
+    threads: int
+    chunk: int
+    lookahead: int
+    interval: float
+    params: GenerationParams
+
+
+def _options(args: argparse.Namespace) -> _Options:
     n = positive_int("--num_samples", args.num_samples)
     threads = positive_int("--threads", args.threads) if args.threads else (os.cpu_count() or 1)
     chunk = positive_int("--chunk_size", args.chunk_size)
     if chunk % BLOCK_SIZE:
         raise UsageError(f"--chunk_size must be a multiple of {BLOCK_SIZE}, not {chunk}")
-    metrics_interval = positive_float("--metrics_interval", args.metrics_interval)
+    interval = positive_float("--metrics_interval", args.metrics_interval)
     lookahead = positive_int("--lookahead", args.lookahead, minimum=0)
     seed = positive_int("--seed", args.seed, minimum=0)
     if args.dtype not in SUPPORTED_DTYPES:
@@ -86,44 +97,17 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
         anomalies=args.anomalies,
         cli=True,
     )
+    return _Options(n, threads, chunk, lookahead, interval, params)
 
-    done = [0]
-    lock = threading.Lock()
-    bar = None
-    recorder = None
-    show_bar = not args.quiet and sys.stderr.isatty()
+
+def _run(args: argparse.Namespace, stop: StopRequest) -> int:
+    opt = _options(args)
+    progress = Progress("producer", quiet=args.quiet, metrics=args.metrics, interval=opt.interval)
 
     def on_open(writer, todo) -> None:
-        already = n - sum(writer.layout.bounds(i)[1] - writer.layout.bounds(i)[0] for i in todo)
-        done[0] = already
-        nonlocal bar, recorder
-        if writer.status == "complete":
-            return
-        if show_bar:
-            from tqdm import tqdm
-
-            bar = tqdm(
-                total=n,
-                initial=already,
-                unit="S",
-                unit_scale=True,
-                desc="producer",
-                file=sys.stderr,
-                smoothing=0.1,
-            )
-        if args.metrics:
-            from shared.metrics import MetricsRecorder
-
-            recorder = MetricsRecorder(
-                args.metrics, "producer", lambda: done[0], total=n, interval=metrics_interval
-            )
-            recorder.start()
-
-    def on_progress(k: int) -> None:
-        with lock:
-            done[0] += k
-            if bar is not None:
-                bar.update(k)
+        if writer.status != "complete":
+            left = sum(writer.layout.bounds(i)[1] - writer.layout.bounds(i)[0] for i in todo)
+            progress.start(opt.n, initial=opt.n - left)
 
     from producer.write import write_stream
 
@@ -131,37 +115,42 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
     try:
         result = write_stream(
             args.file,
-            n,
-            params,
+            opt.n,
+            opt.params,
             dtype=args.dtype,
-            threads=threads,
-            chunk_size=chunk,
+            threads=opt.threads,
+            chunk_size=opt.chunk,
             sync=args.sync,
-            lookahead=lookahead,
+            lookahead=opt.lookahead,
             overwrite=args.overwrite,
             resume=args.resume,
             fsync=args.fsync,
             stop=stop,
-            on_progress=on_progress,
+            on_progress=progress.advance,
             on_open=on_open,
             preallocate=args.preallocate,
         )
     finally:
-        if bar is not None:
-            bar.close()
-        if recorder is not None:
-            recorder.stop()
-    total_seconds = time.perf_counter() - t0
-    seconds = result.seconds  # generation and writing, without set-up
+        progress.close()
     if result.chunks == 0 and args.resume:
         print(f"producer: {args.file} is already complete; nothing to do")
         return 0
+    figures = _figures(args, opt, result, time.perf_counter() - t0)
+    if not args.quiet:
+        print(_summary_line(args, result, figures))
+    if args.time:
+        print(json.dumps(figures))
+    return 0
+
+
+def _figures(args: argparse.Namespace, opt: _Options, result, total_seconds: float) -> dict:
+    """The run's figures (``--time`` prints them as JSON)."""
     from shared.metrics import peak_rss_bytes
 
-    rss = peak_rss_bytes()
+    seconds = result.seconds  # generation and writing, without set-up
     itemsize = 8 if args.dtype == "float64" else 4
     rate = result.samples / seconds if seconds > 0 else float("inf")
-    figures = {
+    return {
         "samples": result.samples,
         "seconds": round(seconds, 4),
         "total_seconds": round(total_seconds, 4),
@@ -169,29 +158,24 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
         "finished_at": result.started_at + seconds,
         "samples_per_s": rate,
         "mb_per_s": rate * itemsize / 1e6,
-        "peak_rss_bytes": rss,
-        "threads": threads,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "threads": opt.threads,
         "sync": args.sync,
         "file": str(args.file),
         "labels": str(result.labels_path) if result.labels_path else None,
         "num_labels": result.num_labels,
     }
-    if not args.quiet:
-        resumed = " (resumed)" if args.resume else ""
-        print(
-            f"producer: {result.samples} samples{resumed} in {seconds:.2f} s "
-            f"({total_seconds:.2f} s with set-up): "
-            f"{rate / 1e6:.1f}M samples/s, {rate * itemsize / 1e6:.0f} MB/s, "
-            f"peak RSS {rss / 2**20:.0f} MiB -> {args.file}"
-            + (
-                f" (+{result.num_labels} labels in {result.labels_path})"
-                if result.labels_path
-                else ""
-            )
-        )
-    if args.time:
-        print(json.dumps(figures))
-    return 0
+
+
+def _summary_line(args: argparse.Namespace, result, f: dict) -> str:
+    resumed = " (resumed)" if args.resume else ""
+    labels = f" (+{result.num_labels} labels in {result.labels_path})" if result.labels_path else ""
+    return (
+        f"producer: {result.samples} samples{resumed} in {f['seconds']:.2f} s "
+        f"({f['total_seconds']:.2f} s with set-up): "
+        f"{f['samples_per_s'] / 1e6:.1f}M samples/s, {f['mb_per_s']:.0f} MB/s, "
+        f"peak RSS {f['peak_rss_bytes'] / 2**20:.0f} MiB -> {args.file}{labels}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -89,3 +89,61 @@ def exit_now(status: int) -> None:
         except (OSError, ValueError):  # closed pipe or stream: nothing left to deliver
             pass
     os._exit(status)
+
+
+class Progress:
+    """A side's live progress: a tqdm bar on a terminal and an optional metrics file.
+
+    ``start(total, initial)`` begins both, ``advance(k)`` (thread-safe, from
+    worker threads) counts samples done, ``close()`` ends both.
+
+    Parameters
+    ----------
+    role
+        ``"producer"`` or ``"consumer"``: the bar's label and the metrics role.
+    quiet
+        No bar.
+    metrics, interval
+        Metrics JSONL path (or None) and its sampling interval in seconds.
+    """
+
+    def __init__(self, role: str, *, quiet: bool, metrics: str | None, interval: float) -> None:
+        import threading
+
+        self.role, self.quiet, self.metrics, self.interval = role, quiet, metrics, interval
+        self.lock = threading.Lock()
+        self.bar = self.recorder = None
+        self.done = 0
+
+    def start(self, total: int, initial: int = 0) -> None:
+        self.done = initial
+        if not self.quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total,
+                initial=initial,
+                unit="S",
+                unit_scale=True,
+                desc=self.role,
+                file=sys.stderr,
+                smoothing=0.1,
+            )
+        if self.metrics:
+            from shared.metrics import MetricsRecorder
+
+            self.recorder = MetricsRecorder(
+                self.metrics, self.role, lambda: self.done, total=total, interval=self.interval
+            ).start()
+
+    def advance(self, k: int) -> None:
+        with self.lock:
+            self.done += k
+            if self.bar is not None:
+                self.bar.update(k)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.recorder is not None:
+            self.recorder.stop()
