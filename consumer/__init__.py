@@ -69,9 +69,11 @@ def score(x: np.ndarray, type: str = "zscore", **params: Any) -> np.ndarray:
     """Per-sample anomaly score in [0, 1] for the in-memory series ``x``.
 
     The detector's dense score (what ``--scores`` writes) mapped monotonically
-    into [0, 1] by the detector's documented map (for ``zscore`` and ``stl``:
-    ``erf(score / sqrt(2))``, the Gaussian mass less extreme than the sample).
-    Missing (non-finite) samples score NaN.
+    into [0, 1] by the detector's documented map.  For ``zscore`` and ``stl``,
+    whose scores are in noise standard deviations: ``s / (1 + s)`` with
+    ``s = -log10 p`` and ``p`` the two-sided Gaussian tail mass beyond the
+    score (0.5 at p = 0.1, 0.75 at p = 1e-3, 0.9 at p = 1e-9).  Missing
+    (non-finite) samples score NaN.
 
     Parameters
     ----------

@@ -32,7 +32,7 @@ import numpy as np
 from consumer import nab
 from shared.cli import OneLineParser, exit_now, run_cli
 from shared.errors import StopRequest, UsageError
-from shared.params import parse_json_object
+from shared.params import for_option, parse_json_object
 
 PROG = "consumer.evaluate"
 DAY_NS = 86_400 * 10**9
@@ -189,28 +189,15 @@ def result_detectors(results_dir: Path) -> list[str]:
 
 
 def _detector_scores(values: np.ndarray, type: str, params: dict[str, Any]) -> np.ndarray:
-    """Per-row anomaly scores in [0, 1] of detector ``type`` on the in-memory series ``values``.
+    """Per-row anomaly scores in [0, 1] of detector ``type`` (``consumer.score``).
 
-    TEMPORARY, and the only place that touches detector internals: it will be replaced
-    by the public ``consumer.score(...)``.  Today it builds the detector from the
-    registry, runs it over the whole series in one call and maps its dense score
-    (``|z|``, or ``|resid| / scale`` for stl) monotonically into [0, 1] with
-    ``erf(score / sqrt(2))``, the two-sided Gaussian tail mass; samples without a score
-    (NaN) get 0.  (In float64 erf reaches exactly 1.0 from a dense score of about 8.3,
-    so thresholds cannot tell such rows apart.)
+    Rows without a score (NaN: missing samples, or too early for the detector's
+    window) get 0, as NAB takes every row's score as given.
     """
-    from scipy.special import erf
+    import consumer
 
-    from consumer.detectors.base import SeriesInfo
-    from consumer.detectors.registry import make_detector
-
-    x = np.ascontiguousarray(values, dtype=np.float64)
-    n = len(x)
-    info = SeriesInfo(n, prefix=lambda k: x[:k])
-    det = make_detector(type, params, info, cli=True)
-    ws, we = det.window_for(0, n)
-    _, _, dense = det.process(x[ws:we], ws, 0, n, True)
-    unit = erf(np.asarray(dense, dtype=np.float64) / math.sqrt(2.0))
+    with for_option("--params"):
+        unit = consumer.score(np.asarray(values, np.float64), type, **params)
     return np.nan_to_num(unit, nan=0.0)
 
 

@@ -141,13 +141,14 @@ class Detector:
         """Dense scores mapped monotonically into [0, 1] (NaN stays NaN).
 
         Default, for scores in noise standard deviations (``|z|``, ``|resid| /
-        scale``): ``erf(score / sqrt(2))``, the probability that a Gaussian
-        noise sample is less extreme than this one.  A detector whose scores are
-        already in [0, 1] returns them as they are.
+        scale``): ``s / (1 + s)`` with ``s = -log10 p``, ``p`` the two-sided
+        Gaussian tail mass beyond the score (0.5 at p = 0.1, 0.75 at p = 1e-3);
+        see ``consumer.kernels.unit``.  A detector whose scores are already in
+        [0, 1] returns them as they are.
         """
-        from consumer.kernels.unit import gaussian_mass_within
+        from consumer.kernels.unit import gaussian_surprise
 
-        return gaussian_mass_within(dense)
+        return gaussian_surprise(dense)
 
     def describe(self) -> dict[str, Any]:
         """The detector's type and resolved parameters (for summaries and checkpoints)."""
