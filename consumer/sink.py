@@ -29,53 +29,46 @@ import pyarrow.parquet as pq
 from consumer.checkpoint import Checkpoint, Progress
 from consumer.detectors.base import ChunkResult
 from shared.errors import FormatError
+from shared.int64file import Int64File, padded_npy_header
 from shared.stream import atomic_write_json, npy_header, read_npy_header
 
 SCHEMA = pa.schema([("index", pa.int64()), ("value", pa.float64()), ("score", pa.float64())])
 INDEX_HEADER_LEN = 128  # room for any int64 length in a fixed-size NPY 1.0 header
 
 
-def _index_header(count: int) -> bytes:
-    h = npy_header("<i8", count)
-    if len(h) > INDEX_HEADER_LEN:
-        raise ValueError("index header too long")
-    # Pad to a fixed length so rewriting the count never moves the data.
-    body = h[10:].rstrip(b"\n").rstrip(b" ")
-    body = body + b" " * (INDEX_HEADER_LEN - 10 - len(body) - 1) + b"\n"
-    return h[:8] + len(body).to_bytes(2, "little") + body
-
-
 class IndexFile:
-    """Append-only sorted int64 NPY whose header length is fixed."""
+    """Append-only sorted int64 NPY whose header length is fixed.
+
+    Data is appended first; :meth:`publish` then rewrites the count in the
+    header, so a reader always sees a valid sorted prefix.
+    """
 
     def __init__(self, path: Path, resume_count: int | None = None) -> None:
         self.path = path
-        if resume_count is None:
-            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-            self.count = 0
-            os.pwrite(self.fd, _index_header(0), 0)
-        else:
-            self.fd = os.open(path, os.O_RDWR)
-            self.count = resume_count
-            os.ftruncate(self.fd, INDEX_HEADER_LEN + 8 * resume_count)
-            os.pwrite(self.fd, _index_header(resume_count), 0)
+        self.file = Int64File(path, INDEX_HEADER_LEN, create=resume_count is None)
+        self.count = resume_count or 0
+        if resume_count is not None:
+            self.file.resize(resume_count)  # drop indices appended after the last publish
+        self.publish()
 
     def append(self, idx: np.ndarray) -> None:
-        if len(idx):
-            os.pwrite(self.fd, idx.astype("<i8").tobytes(), INDEX_HEADER_LEN + 8 * self.count)
-            self.count += len(idx)
+        """Append sorted indices (not yet visible to readers)."""
+        self.file.write_at(self.count, idx)
+        self.count += len(idx)
 
     def publish(self) -> None:
-        os.pwrite(self.fd, _index_header(self.count), 0)
+        """Make every appended index visible (header count rewritten in place)."""
+        self.file.write_header(padded_npy_header(self.count, INDEX_HEADER_LEN))
 
     def sync(self) -> None:
-        os.fsync(self.fd)
+        """Make the file durable."""
+        self.file.sync()
 
     def close(self) -> None:
-        if self.fd >= 0:
+        """Publish and close."""
+        if self.file.fd >= 0:
             self.publish()
-            os.close(self.fd)
-            self.fd = -1
+            self.file.close()
 
 
 # Rows decoded per read when a published file is copied: bounds the copy's memory.
