@@ -1,6 +1,6 @@
 """Multithreaded chunk writers: any-order (SSD) and strictly in-order ``--sync`` (HDD).
 
-The numba kernels (generation and ``shared.checksum.crc32``) and ``os.pwrite``
+The numba generation kernels, ``shared.checksum.crc32`` (isal) and ``os.pwrite``
 all release the GIL, so workers run in parallel.  Writes go through ``pwrite``
 rather than a memory map: pages written through a map stay in the writer's RSS.
 
@@ -30,7 +30,6 @@ import numpy as np
 
 from producer.generate import ALGORITHM, BIT_GENERATOR, BLOCK_SIZE, BlockGenerator
 from shared.checksum import crc32
-from shared.checksum import warm_up as warm_up_crc32
 from shared.errors import FormatError, StopRequest, StreamError, UsageError
 from shared.params import GenerationParams
 from shared.stream import (
@@ -160,7 +159,6 @@ def write_stream(
         writer.close()
         return WriteResult(0, 0.0, 0, None, 0)
     gen.warm_up()
-    warm_up_crc32()
     labels: _Labels | None = None
     try:
         if overwrite and params.anomalies is None and labels_path.is_file():

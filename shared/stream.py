@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from shared.checksum import crc32  # CRC-32 of raw bytes, equal to zlib.crc32
 from shared.errors import FormatError, ProducerFailed, StreamError, UsageError
 
 FORMAT_NAME = "tsstream"
@@ -61,13 +62,6 @@ def sibling(path: str | os.PathLike[str], suffix: str) -> Path:
 
 def sidecar_path(path: str | os.PathLike[str]) -> Path:
     return sibling(path, SIDECAR_SUFFIX)
-
-
-def crc32(buf: np.ndarray | bytes | memoryview) -> int:
-    """CRC-32 (zlib/IEEE polynomial) of the raw bytes, equal to ``zlib.crc32(buf)``."""
-    from shared.checksum import crc32 as folded_crc32
-
-    return folded_crc32(buf)
 
 
 # --------------------------------------------------------------------------- NPY header
