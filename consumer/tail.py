@@ -7,13 +7,25 @@ order, and in-order release lets the sinks write without reordering much).
 
 from __future__ import annotations
 
-import time
-
 from consumer.detectors.base import Detector
-from shared.stream import StreamReader, StreamStatus
+from shared.stream import CommitFollower, StreamReader
 
 
 class Tail:
+    """Releases, in order, the chunks whose detector windows are wholly committed.
+
+    Follows the stream with the one :class:`shared.stream.CommitFollower`.
+
+    Parameters
+    ----------
+    reader, detector
+        The stream and the detector whose ``window_for`` gives each chunk's halo.
+    first_chunk
+        Where to start (a resumed run's next chunk).
+    follow, timeout, poll_interval
+        As for :class:`~shared.stream.CommitFollower`.
+    """
+
     def __init__(
         self,
         reader: StreamReader,
@@ -24,15 +36,13 @@ class Tail:
         timeout: float = 10.0,
         poll_interval: float = 0.02,
     ) -> None:
-        self.reader = reader
         self.detector = detector
         self.layout = reader.layout
         self.next = first_chunk
-        self.follow = follow
-        self.timeout = timeout
         self.poll_interval = poll_interval
-        self.status: StreamStatus | None = None
-        self._last_poll = 0.0
+        self.follower = CommitFollower(
+            reader, timeout=timeout, poll_interval=poll_interval, follow=follow
+        )
 
     @property
     def exhausted(self) -> bool:
@@ -41,9 +51,9 @@ class Tail:
     def _ready(self, chunk: int) -> bool:
         start, stop = self.layout.bounds(chunk)
         ws, we = self.detector.window_for(start, stop)
-        c0 = ws // self.layout.chunk_size
-        c1 = (we - 1) // self.layout.chunk_size
-        return bool(self.status.committed[c0 : c1 + 1].all())
+        return self.follower.committed(
+            ws // self.layout.chunk_size, (we - 1) // self.layout.chunk_size
+        )
 
     def poll_ready(self, limit: int) -> list[int]:
         """Up to ``limit`` newly ready chunks (possibly none); raises if the producer died.
@@ -51,18 +61,11 @@ class Tail:
         With ``follow=False`` an incomplete stream ends the tail at the first
         chunk that is not ready (``exhausted`` becomes true).
         """
-        now = time.monotonic()
-        if self.status is None or now - self._last_poll >= self.poll_interval:
-            self.status = self.reader.poll()
-            self._last_poll = now
+        self.follower.refresh()
         out: list[int] = []
         while len(out) < limit and not self.exhausted and self._ready(self.next):
             out.append(self.next)
             self.next += 1
-        if not out and not self.exhausted and limit > 0:
-            if not self.follow:
-                self.stopped_early = self.next
-                self.next = self.layout.num_chunks
-            else:
-                self.reader.check_alive(self.status, self.timeout)
+        if not out and not self.exhausted and limit > 0 and not self.follower.stalled():
+            self.next = self.layout.num_chunks  # --no-follow: stop at what is committed
         return out

@@ -669,41 +669,29 @@ class StreamReader:
             chunks,
         )
 
-    def follow(
-        self, *, timeout: float = 10.0, poll_interval: float = 0.02, follow: bool = True
-    ) -> Iterator[StreamStatus]:
-        """Yield the status each time more chunks are committed, until all are.
-
-        Raises ``ProducerFailed`` if the producer reports failure or its heartbeat
-        is older than ``timeout`` seconds while chunks are still missing; with
-        ``follow=False`` an incomplete stream is processed as far as it is committed.
-        """
-        seen = -1
-        while True:
-            st = self.poll()
-            count = int(st.committed.sum())
-            if count != seen:
-                seen = count
-                yield st
-            if count == self.layout.num_chunks or not follow:
-                if count < self.layout.num_chunks and st.status == "failed":
-                    raise ProducerFailed(f"producer failed: {st.message or 'no message'}")
-                return
-            self.check_alive(st, timeout)
-            time.sleep(poll_interval)
-
     def committed_ranges(
         self, *, timeout: float = 10.0, poll_interval: float = 0.02, follow: bool = True
     ) -> Iterator[tuple[int, int, int]]:
         """Yield ``(chunk, start, stop)`` once for every chunk, as soon as it is committed.
 
-        Waits for more while the producer is alive (see ``follow`` for the errors).
+        Waits for more while the producer is alive; raises ``ProducerFailed`` if
+        it reports failure or its heartbeat is older than ``timeout`` seconds.
+        With ``follow=False`` it yields what is committed now and stops (raising
+        ``ProducerFailed`` if the producer reported failure).
         """
+        follower = CommitFollower(self, timeout=timeout, poll_interval=poll_interval, follow=follow)
         done = np.zeros(self.layout.num_chunks, bool)
-        for st in self.follow(timeout=timeout, poll_interval=poll_interval, follow=follow):
-            for chunk in np.nonzero(st.committed & ~done)[0]:
+        while not done.all():
+            new = np.nonzero(follower.refresh().committed & ~done)[0]
+            for chunk in new:
                 done[chunk] = True
                 yield (int(chunk), *self.layout.bounds(int(chunk)))
+            if not len(new):
+                if not follower.stalled():
+                    if follower.status.status == "failed":
+                        raise ProducerFailed(f"producer failed: {follower.status.message}")
+                    return
+                time.sleep(poll_interval)
 
     def check_alive(self, st: StreamStatus, timeout: float) -> None:
         """Raise if an incomplete stream's producer failed or its heartbeat is stale."""
@@ -764,3 +752,60 @@ class StreamReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class CommitFollower:
+    """The one follower of the commit protocol: which chunks are committed now.
+
+    Re-reads the sidecar at most every ``poll_interval`` seconds.  When nothing
+    new is ready, :meth:`wait` decides: with ``follow`` it checks that the
+    producer is alive (raising ``ProducerFailed`` if it failed or its heartbeat
+    is older than ``timeout`` seconds), sleeps and says to go on; without
+    ``follow`` it says to stop at what is committed.
+
+    Parameters
+    ----------
+    reader
+        The stream.
+    timeout, poll_interval
+        Seconds.
+    follow
+        Wait for a running producer.
+    """
+
+    def __init__(
+        self,
+        reader: StreamReader,
+        *,
+        timeout: float = 10.0,
+        poll_interval: float = 0.02,
+        follow: bool = True,
+    ) -> None:
+        self.reader = reader
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self.follow = follow
+        self.status: StreamStatus | None = None
+        self._last_poll = 0.0
+
+    def refresh(self) -> StreamStatus:
+        """The stream's status, re-read if it is older than ``poll_interval``."""
+        now = time.monotonic()
+        if self.status is None or now - self._last_poll >= self.poll_interval:
+            self.status = self.reader.poll()
+            self._last_poll = now
+        return self.status
+
+    def committed(self, first: int, last: int) -> bool:
+        """Whether chunks ``first..last`` (inclusive) are all committed."""
+        return bool(self.refresh().committed[first : last + 1].all())
+
+    def stalled(self) -> bool:
+        """Nothing new is ready: True to keep waiting for the producer, False to stop here.
+
+        Raises ``ProducerFailed`` when following a producer that failed or stopped beating.
+        """
+        if not self.follow:
+            return False
+        self.reader.check_alive(self.refresh(), self.timeout)
+        return True
