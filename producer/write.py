@@ -31,6 +31,7 @@ import numpy as np
 from producer.generate import ALGORITHM, BIT_GENERATOR, BLOCK_SIZE, BlockGenerator
 from shared.checksum import crc32
 from shared.errors import FormatError, StopRequest, StreamError, UsageError
+from shared.int64file import Int64File
 from shared.params import GenerationParams
 from shared.stream import (
     LABELS_SUFFIX,
@@ -73,31 +74,27 @@ class _Labels:
         self.chunk_first = starts[::blocks_per_chunk]
         self.path = path
         header = npy_header("<i8", self.total)
-        size = len(header) + 8 * self.total
         if resume:
             info = read_npy_header(path, integer=True) if path.exists() else None
             if info is None or info.num_samples != self.total or info.dtype != np.dtype("<i8"):
                 raise FormatError(f"{path}: labels file missing or inconsistent; cannot resume")
-            self.fd = os.open(path, os.O_RDWR)
-            self.offset = info.header_len
+            self.file = Int64File(path, info.header_len, create=False)
         else:
-            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-            os.ftruncate(self.fd, size)
-            os.pwrite(self.fd, header, 0)
-            self.offset = len(header)
+            self.file = Int64File(path, len(header), create=True)
+            self.file.resize(self.total)
+            self.file.write_header(header)
 
     def write(self, chunk: int, labels: np.ndarray) -> None:
-        if len(labels):
-            first = int(self.chunk_first[chunk])
-            os.pwrite(self.fd, labels.astype("<i8").tobytes(), self.offset + 8 * first)
+        """Write one chunk's labels at their final place."""
+        self.file.write_at(int(self.chunk_first[chunk]), labels)
 
     def sync(self) -> None:
-        os.fdatasync(self.fd)
+        """Make the labels written so far durable."""
+        self.file.sync()
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        """Close the file."""
+        self.file.close()
 
 
 def write_stream(
@@ -132,13 +129,6 @@ def write_stream(
     if params.anomalies is not None and not (overwrite or resume) and labels_path.exists():
         raise UsageError(f"{labels_path} exists; pass --overwrite to replace it")
     gen = BlockGenerator(params, num_samples, dtype)
-
-    def labels_space() -> dict[Path, int]:
-        # Per-block label counts come from the anomaly keys alone (cheap): they size the
-        # labels file, which the up-front space check includes once the data fits.
-        total = int(gen.label_counts().sum())
-        return {labels_path: len(npy_header("<i8", total)) + 8 * total}
-
     writer = StreamWriter(
         path,
         num_samples=num_samples,
@@ -149,7 +139,7 @@ def write_stream(
         resume=resume,
         fsync=fsync,
         preallocate=preallocate,
-        companions=labels_space if params.anomalies is not None else None,
+        companions=_labels_space(gen, labels_path) if params.anomalies is not None else None,
     )
     layout = writer.layout
     todo = [i for i, done in enumerate(writer.committed()) if not done]
@@ -161,13 +151,7 @@ def write_stream(
     gen.warm_up()
     labels: _Labels | None = None
     try:
-        if overwrite and params.anomalies is None and labels_path.is_file():
-            labels_path.unlink()  # the replaced run's labels do not describe this data
-        if params.anomalies is not None:
-            # A stream killed before its first commit may not have its labels file yet.
-            keep = resume and any(writer.committed())
-            labels = _Labels(labels_path, gen.label_counts(), layout.chunk_size, keep)
-            writer.write_labels_meta(labels_file=labels.path.name, num_labels=labels.total)
+        labels = _open_labels(writer, gen, params, labels_path, overwrite, resume)
         started_at = time.time()
         t0 = time.perf_counter()
         run = _sync_chunks if sync else _async_chunks
@@ -181,52 +165,68 @@ def write_stream(
             labels.sync()
         writer.finish()
     except BaseException as e:
-        message = str(e) or type(e).__name__
-        if isinstance(e, OSError):
-            message = f"write failed: {os.strerror(e.errno) if e.errno else e}"
-        try:
-            writer.fail(message)
-        except OSError:
-            writer.close()
-        if isinstance(e, OSError):
-            raise StreamError(f"{path}: {message}") from e
+        _mark_failed(writer, path, e)
         raise
     finally:
         if labels is not None:
             labels.close()
     done = sum(layout.bounds(i)[1] - layout.bounds(i)[0] for i in todo)
-    return WriteResult(
-        done,
-        seconds,
-        len(todo),
-        labels.path if labels else None,
-        labels.total if labels else 0,
-        started_at,
-    )
+    if labels is None:
+        return WriteResult(done, seconds, len(todo), None, 0, started_at)
+    return WriteResult(done, seconds, len(todo), labels.path, labels.total, started_at)
 
 
-def _generate_chunk(gen, layout, labels, chunk, buf) -> tuple[np.ndarray, int]:
-    """Fill ``buf`` with a chunk (CRC-32 accumulated per block while it is in cache)."""
-    a, b = layout.bounds(chunk)
+def _labels_space(gen: BlockGenerator, labels_path: Path) -> Callable[[], dict[Path, int]]:
+    """The labels file's size for the up-front space check (counted once the data fits)."""
+
+    def space() -> dict[Path, int]:
+        # Per-block label counts come from the anomaly keys alone (cheap).
+        total = int(gen.label_counts().sum())
+        return {labels_path: len(npy_header("<i8", total)) + 8 * total}
+
+    return space
+
+
+def _open_labels(writer, gen, params, labels_path: Path, overwrite: bool, resume: bool):
+    """The labels file of a stream with anomalies (None without); drop a replaced run's."""
+    if params.anomalies is None:
+        if overwrite and labels_path.is_file():
+            labels_path.unlink()  # the replaced run's labels do not describe this data
+        return None
+    # A stream killed before its first commit may not have its labels file yet.
+    keep = resume and any(writer.committed())
+    labels = _Labels(labels_path, gen.label_counts(), writer.layout.chunk_size, keep)
+    writer.write_labels_meta(labels_file=labels.path.name, num_labels=labels.total)
+    return labels
+
+
+def _mark_failed(writer: StreamWriter, path: Path, e: BaseException) -> None:
+    """Record the failure in the sidecar (resumable); an OS error becomes one StreamError."""
+    message = str(e) or type(e).__name__
+    if isinstance(e, OSError):
+        message = f"write failed: {os.strerror(e.errno) if e.errno else e}"
+    try:
+        writer.fail(message)
+    except OSError:
+        writer.close()
+    if isinstance(e, OSError):
+        raise StreamError(f"{path}: {message}") from e
+
+
+def _make_chunk(gen, labels, chunk: int, a: int, b: int, buf, write_block=None) -> int:
+    """Generate chunk ``[a, b)`` block by block; return its CRC-32.
+
+    Each block is folded into the CRC while it is in cache.  With
+    ``write_block(first, view)`` (async mode) each block is written as soon as
+    it is made, through a block-sized ``buf``; without (``--sync``), ``buf``
+    holds the whole chunk afterwards.  The chunk's labels go to ``labels``.
+    """
     checksum = 0
     found = []
-    for _, view, pos in gen.blocks(a, b, buf):
+    for first, view, pos in gen.blocks(a, b, buf, reuse=write_block is not None):
         checksum = crc32(view, checksum)
-        if len(pos):
-            found.append(pos)
-    if labels is not None:
-        labels.write(chunk, np.concatenate(found) if found else np.empty(0, np.int64))
-    return buf[: b - a], checksum
-
-
-def _stream_chunk(writer, gen, labels, chunk, block_buf) -> int:
-    """Generate, checksum and write a chunk one cache-resident block at a time."""
-    a, b = writer.layout.bounds(chunk)
-    checksum = 0
-    found = []
-    for first, view, pos in gen.blocks(a, b, block_buf, reuse=True):
-        checksum = crc32(view, checksum)
-        writer.write_at(first, view)
+        if write_block is not None:
+            write_block(first, view)
         if len(pos):
             found.append(pos)
     if labels is not None:
@@ -285,12 +285,12 @@ def _async_chunks(writer, gen, labels, todo, threads, lookahead, stop, fsync, on
                 chunk = next(order, None)
             if chunk is None:
                 return
-            checksum = _stream_chunk(writer, gen, labels, chunk, block_buf)
+            a, b = layout.bounds(chunk)
+            checksum = _make_chunk(gen, labels, chunk, a, b, block_buf, writer.write_at)
             if fsync and labels is not None:
                 labels.sync()
             writer.commit(chunk, checksum)
             if on_progress:
-                a, b = layout.bounds(chunk)
                 on_progress(b - a)
 
     _run_threads([worker] * threads, failure)
@@ -322,7 +322,9 @@ def _sync_chunks(writer, gen, labels, todo, threads, lookahead, stop, fsync, on_
             if chunk is None:
                 free.put(buf)
                 return
-            view, checksum = _generate_chunk(gen, layout, labels, chunk, buf)
+            a, b = layout.bounds(chunk)
+            checksum = _make_chunk(gen, labels, chunk, a, b, buf)
+            view = buf[: b - a]
             with cond:
                 ready[chunk] = (buf, view, checksum)
                 cond.notify_all()
