@@ -36,6 +36,7 @@ DEFAULT_DETECTOR_PARAMS = {"stl": '{"threshold": 5}', "zscore": '{"window": 1000
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """single_machine.py's command-line options."""
     p = OneLineParser(
         prog="single_machine.py",
         description="Run the producer and a tailing consumer concurrently, then report "
@@ -339,6 +340,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the demo on ``argv``; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -14,6 +14,7 @@ from shared.params import positive_float, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The consumer's command-line options."""
     p = OneLineParser(
         prog="consumer",
         description="Detect anomalies in a producer stream (tailing it while it is written), "
@@ -172,6 +173,7 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the consumer CLI on ``argv``; return the exit status."""
     return run_cli("consumer", build_parser(), _run, argv)
 
 

@@ -50,6 +50,7 @@ class DetectorSpec:
 
     @property
     def label(self) -> str:
+        """The detector's name in the table (with its parameters, if any)."""
         return self.type if not self.params_text else f"{self.type} {self.params_text.strip()}"
 
 
@@ -81,6 +82,7 @@ class _ParamsAction(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The evaluation command's options."""
     p = OneLineParser(
         prog=PROG,
         description="Score detectors with the Numenta Anomaly Benchmark rule on a folder of "
@@ -331,6 +333,7 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the evaluation CLI on ``argv``; return the exit status."""
     return run_cli(PROG, build_parser(), _run, argv)
 
 

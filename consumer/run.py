@@ -38,6 +38,8 @@ from shared.stream import (
 
 @dataclass
 class OutputPaths:
+    """Where a consumer run writes: indices, Parquet, summary, checkpoint, dense scores."""
+
     indices: Path
     parquet: Path
     summary: Path
@@ -54,6 +56,7 @@ class OutputPaths:
         summary: str | None = None,
         scores: str | None = None,
     ) -> OutputPaths:
+        """Paths beside ``file`` (``<stem>.anomalies.npy`` ...) unless given."""
         return cls(
             indices=Path(indices) if indices else sibling(file, ".anomalies.npy"),
             parquet=Path(out) if out else sibling(file, ".anomalies.parquet"),
@@ -63,6 +66,7 @@ class OutputPaths:
         )
 
     def all(self) -> list[Path]:
+        """Every output path of the run."""
         return [
             p
             for p in (self.indices, self.parquet, self.summary, self.checkpoint, self.scores)

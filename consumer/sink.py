@@ -136,6 +136,7 @@ class ParquetFile:
     def append(self, r: ChunkResult) -> None:
         # From the numpy buffers directly: pa.table()/pa.array() on numpy arrays import
         # pandas when it is installed (0.2-0.3 s here), stalling the first chunk.
+        """Append one chunk's flagged rows as a row group (published later)."""
         columns = [
             pa.Array.from_buffers(field.type, len(r.indices), [None, pa.py_buffer(col)])
             for field, col in zip(
@@ -163,6 +164,7 @@ class ParquetFile:
         self.pending = []
 
     def publish(self) -> None:
+        """Replace the public file atomically with every row group so far."""
         if not self.pending:
             return
         t0 = time.perf_counter()
@@ -189,9 +191,11 @@ class DenseScores:
             self.offset = len(header)
 
     def write(self, start: int, dense: np.ndarray) -> None:
+        """Write one chunk's dense scores at its offset."""
         os.pwrite(self.fd, dense.astype("<f4", copy=False).tobytes(), self.offset + 4 * start)
 
     def close(self) -> None:
+        """Close the file."""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -263,6 +267,7 @@ class Outputs:
         self._interval = 0.5
 
     def add(self, r: ChunkResult) -> None:
+        """Hand one chunk's result to every sink (chunks strictly in order)."""
         assert r.chunk == self.next_chunk, "results must arrive in chunk order"
         self.indices.append(r.indices)
         self.parquet.append(r)
@@ -291,6 +296,7 @@ class Outputs:
         self._last_publish = time.monotonic()
 
     def close(self) -> None:
+        """Close every sink."""
         self.indices.close()
         if self.scores is not None:
             self.scores.close()

@@ -46,6 +46,7 @@ class Tail:
 
     @property
     def exhausted(self) -> bool:
+        """Whether every chunk has been released."""
         return self.next >= self.layout.num_chunks
 
     def _ready(self, chunk: int) -> bool:

@@ -18,6 +18,7 @@ DEFAULT_CHUNK = 1 << 20
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The producer's command-line options."""
     p = OneLineParser(
         prog="producer",
         description="Write a reproducible synthetic time series to a .npy stream that a "
@@ -179,6 +180,7 @@ def _summary_line(args: argparse.Namespace, result, f: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the producer CLI on ``argv``; return the exit status."""
     return run_cli("producer", build_parser(), _run, argv)
 
 

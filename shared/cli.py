@@ -20,11 +20,14 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr and exit status 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        """Print the usage error as one line and exit with status 2."""
         sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
         raise SystemExit(2)
 
 
 def install_signal_handlers(stop: StopRequest) -> None:
+    """Turn SIGINT/SIGTERM into ``stop.request`` (a second signal exits at once)."""
+
     def handler(signum: int, frame: object) -> None:
         if stop.is_set():
             # A second signal while winding down: give up at once.
@@ -116,6 +119,7 @@ class Progress:
         self.done = 0
 
     def start(self, total: int, initial: int = 0) -> None:
+        """Start the bar and the metrics recorder at ``initial`` of ``total`` samples."""
         self.done = initial
         if not self.quiet and sys.stderr.isatty():
             from tqdm import tqdm
@@ -137,12 +141,14 @@ class Progress:
             ).start()
 
     def advance(self, k: int) -> None:
+        """Count ``k`` more samples done (thread-safe)."""
         with self.lock:
             self.done += k
             if self.bar is not None:
                 self.bar.update(k)
 
     def close(self) -> None:
+        """Close the bar and write the recorder's final line."""
         if self.bar is not None:
             self.bar.close()
         if self.recorder is not None:

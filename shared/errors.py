@@ -46,19 +46,24 @@ class StopRequest:
         self.signum: int | None = None
 
     def request(self, signum: int) -> None:
+        """Ask for a stop on behalf of signal ``signum``."""
         self.signum = signum
         self._event.set()
 
     def set(self) -> None:
+        """Ask for a stop (no signal)."""
         self._event.set()
 
     def is_set(self) -> bool:
+        """Whether a stop was asked for."""
         return self._event.is_set()
 
     def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds for a stop request; whether one came."""
         return self._event.wait(timeout)
 
     def interrupted(self) -> Interrupted:
+        """The ``Interrupted`` error to raise for this request."""
         import signal
 
         signum = self.signum or signal.SIGTERM

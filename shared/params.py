@@ -238,6 +238,7 @@ class UniformParams(Params):
     high: float = param(1.0, number())
 
     def check(self) -> None:
+        """``low`` must be below ``high``."""
         if not self.low < self.high:
             raise ParamError("low", f"({self.low:g}) must be less than 'high' ({self.high:g})")
 
@@ -279,6 +280,7 @@ class Seasonality(Params):
 
     @property
     def integer_period(self) -> int | None:
+        """The period as an int when it is whole (a one-period table applies), else None."""
         return int(self.period) if float(self.period).is_integer() else None
 
 
@@ -297,6 +299,7 @@ class Anomalies(Params):
     magnitude: float = param(6.0, number())
 
     def check(self) -> None:
+        """``rate`` is a probability."""
         if not 0 <= self.rate <= 1:
             raise ParamError("rate", f"must be in [0, 1], not {self.rate:g}")
 
@@ -312,6 +315,8 @@ class GenerationParams:
     anomalies: Anomalies | None
 
     def to_json(self) -> dict[str, Any]:
+        """The parameters as the sidecar records them."""
+
         def part(p: Params | None) -> dict[str, Any] | None:
             return p.to_dict() if p is not None else None
 

@@ -61,6 +61,7 @@ def sibling(path: str | os.PathLike[str], suffix: str) -> Path:
 
 
 def sidecar_path(path: str | os.PathLike[str]) -> Path:
+    """``gen.npy`` -> ``gen.stream.json``."""
     return sibling(path, SIDECAR_SUFFIX)
 
 
@@ -80,6 +81,8 @@ def npy_header(dtype: str, num_samples: int) -> bytes:
 
 @dataclass(frozen=True)
 class NpyInfo:
+    """What a 1-D NPY header says: dtype, length, header bytes."""
+
     dtype: np.dtype
     num_samples: int
     header_len: int
@@ -168,21 +171,26 @@ class Layout:
 
     @property
     def num_chunks(self) -> int:
+        """Number of chunks (the last may be short)."""
         return -(-self.num_samples // self.chunk_size)
 
     @property
     def itemsize(self) -> int:
+        """Bytes per sample."""
         return self.dtype.itemsize
 
     @property
     def file_size(self) -> int:
+        """Bytes of the whole data file, header included."""
         return self.header_len + self.num_samples * self.itemsize
 
     def bounds(self, chunk: int) -> tuple[int, int]:
+        """Sample range ``[start, stop)`` of ``chunk``."""
         start = chunk * self.chunk_size
         return start, min(self.num_samples, start + self.chunk_size)
 
     def offset(self, sample: int) -> int:
+        """File offset of sample ``sample``."""
         return self.header_len + sample * self.itemsize
 
 
@@ -474,9 +482,11 @@ class StreamWriter:
 
     @property
     def status(self) -> str:
+        """The stream's status as last published: running, complete or failed."""
         return self.doc["status"]
 
     def committed(self) -> list[bool]:
+        """Per chunk, whether it is committed."""
         with self._lock:
             return [c is not None for c in self.doc["chunks"]]
 
@@ -529,6 +539,7 @@ class StreamWriter:
         self._dirty.set()
 
     def write_labels_meta(self, **fields: Any) -> None:
+        """Record the labels file's name and count in the sidecar."""
         with self._lock:
             self.doc.update(fields)
 
@@ -568,6 +579,7 @@ class StreamWriter:
             self.close()
 
     def close(self) -> None:
+        """Stop the publisher and close the file (no status change)."""
         self._shutdown_publisher()
         if self._fd >= 0:
             os.close(self._fd)  # releases the flock
@@ -580,6 +592,8 @@ class StreamWriter:
 
 @dataclass
 class StreamStatus:
+    """One reading of the sidecar: status, message, heartbeat, commits, CRC-32 values."""
+
     status: str
     message: str
     heartbeat: float
@@ -643,14 +657,17 @@ class StreamReader:
 
     @property
     def is_stream(self) -> bool:
+        """Whether the file has a producer sidecar (else it is a plain, complete file)."""
         return self.doc is not None
 
     @property
     def num_samples(self) -> int:
+        """Length of the series."""
         return self.layout.num_samples
 
     @property
     def generation(self) -> dict[str, Any]:
+        """The generation parameters recorded in the sidecar ({} for a plain file)."""
         return dict(self.doc.get("generation", {})) if self.doc else {}
 
     def poll(self) -> StreamStatus:
@@ -723,6 +740,7 @@ class StreamReader:
         return view
 
     def read(self, start: int, stop: int) -> np.ndarray:
+        """Samples ``[start, stop)`` as a new array."""
         return self.read_into(start, stop, np.empty(stop - start, self.layout.dtype))
 
     def verify(self, chunks: list[int] | None = None) -> list[int]:
@@ -743,6 +761,7 @@ class StreamReader:
         return bad
 
     def close(self) -> None:
+        """Close the file."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

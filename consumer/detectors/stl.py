@@ -231,9 +231,11 @@ class StlDetector(Detector):
         return ws, we
 
     def window_for(self, start: int, stop: int) -> tuple[int, int]:
+        """MAD blocks overlapping ``[start, stop)``, extended by the STL radius."""
         return self._window(*aligned_blocks(start, stop, self.num_samples, self.p.block))
 
     def process(self, data, data_start, start, stop, dense):
+        """STL residuals of the MAD blocks over their windows, then the block-wise flags."""
         x = data if data.dtype == np.float64 else data.astype(np.float64)
         p = self.p
         idx, sc, d = self._buffers(stop - start, dense)

@@ -48,16 +48,19 @@ class ZScoreDetector(Detector):
         self.p = params
 
     def describe(self) -> dict[str, Any]:
+        """Type and parameters, without the one the mode ignores."""
         d = super().describe()
         del d["block" if self.p.mode == "rolling" else "window"]  # the one that has no effect
         return d
 
     def window_for(self, start: int, stop: int) -> tuple[int, int]:
+        """Rolling: the trailing window and resync point; block: the aligned blocks."""
         if self.p.mode == "rolling":
             return zk.rolling_zscore_window(start, stop, self.num_samples, self.p.window)
         return aligned_blocks(start, stop, self.num_samples, self.p.block)
 
     def process(self, data, data_start, start, stop, dense):
+        """Run the rolling or block kernel over ``[start, stop)``."""
         idx, sc, d = self._buffers(stop - start, dense)
         x = data if data.dtype == np.float64 else data.astype(np.float64)
         p = self.p
