@@ -30,6 +30,57 @@ def _median_time(fn, rounds: int) -> float:
     return statistics.median(times)
 
 
+SEASON = {"amplitude": 5.0, "period": 200}
+
+
+def _record(results: list, what: str, threads: int, samples: int, seconds: float) -> None:
+    r = {
+        "what": what,
+        "threads": threads,
+        "samples": samples,
+        "seconds": round(seconds, 4),
+        "samples_per_s": samples / seconds,
+        "cores": os.cpu_count(),
+    }
+    results.append(r)
+    print(json.dumps(r), flush=True)
+
+
+def _measure(t: int, n: int, stream: Path, series, work: Path, rounds: int, results) -> None:
+    """Every stage at ``t`` threads."""
+    import producer
+    from consumer.kernels.stl import stl_decompose
+    from consumer.run import OutputPaths, run_consumer
+    from producer import write_stream
+    from shared.params import generation_params
+    from shared.stream import sidecar_path
+
+    params = generation_params(seasonality=SEASON)
+
+    def write() -> None:
+        path = work / f"scaling-w{t}.npy"
+        write_stream(path, n, params, threads=t, overwrite=True)
+        path.unlink()
+        sidecar_path(path).unlink()
+
+    def zscore() -> None:
+        names = {"out": "z.parquet", "indices": "z.npy", "summary": "z.json"}
+        paths = OutputPaths.for_input(stream, **{k: str(work / v) for k, v in names.items()})
+        zparams = {"window": 1000, "threshold": 4}
+        run_consumer(stream, type="zscore", params=zparams, threads=t, paths=paths, overwrite=True)
+
+    def generate() -> None:
+        producer.generate(n, seasonality=SEASON, threads=t)
+
+    def stl() -> None:
+        stl_decompose(series, 200, inner_iter=2, threads=t)
+
+    _record(results, "generate to memory", t, n, _median_time(generate, rounds))
+    _record(results, "write stream (async)", t, n, _median_time(write, rounds))
+    _record(results, "consumer zscore", t, n, _median_time(zscore, rounds))
+    _record(results, "stl_decompose p=200", t, len(series), _median_time(stl, rounds))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=float, default=1e8)
@@ -42,77 +93,20 @@ def main(argv: list[str] | None = None) -> int:
 
     import producer
     from consumer.kernels.stl import stl_decompose
-    from consumer.run import OutputPaths, run_consumer
     from producer import write_stream
     from shared.params import generation_params
-    from shared.stream import sidecar_path
 
     n, stl_n = int(args.n), int(args.stl_n)
-    season = {"amplitude": 5.0, "period": 200}
-    params = generation_params(seasonality=season)
     work = Path(args.dir)
-    results = []
-
-    def record(what: str, threads: int, samples: int, seconds: float) -> None:
-        r = {
-            "what": what,
-            "threads": threads,
-            "samples": samples,
-            "seconds": round(seconds, 4),
-            "samples_per_s": samples / seconds,
-            "cores": os.cpu_count(),
-        }
-        results.append(r)
-        print(json.dumps(r), flush=True)
-
     stream = work / "scaling-stream.npy"
+    params = generation_params(seasonality=SEASON)
     write_stream(stream, n, params, threads=max(args.threads), overwrite=True)
-    series = producer.generate(stl_n, seasonality=season, threads=max(args.threads))
+    series = producer.generate(stl_n, seasonality=SEASON, threads=max(args.threads))
     stl_decompose(series[:4000], 200, inner_iter=2)  # compile / load the kernels once
-    producer.generate(1 << 16, seasonality=season)
+    producer.generate(1 << 16, seasonality=SEASON)
+    results: list = []
     for t in args.threads:
-        record(
-            "generate to memory",
-            t,
-            n,
-            _median_time(
-                lambda t=t: producer.generate(n, seasonality=season, threads=t), args.rounds
-            ),
-        )
-
-        def write(t=t) -> None:
-            path = work / f"scaling-w{t}.npy"
-            write_stream(path, n, params, threads=t, overwrite=True)
-            path.unlink()
-            sidecar_path(path).unlink()
-
-        record("write stream (async)", t, n, _median_time(write, args.rounds))
-
-        def zscore(t=t) -> None:
-            paths = OutputPaths.for_input(
-                stream,
-                out=str(work / "z.parquet"),
-                indices=str(work / "z.npy"),
-                summary=str(work / "z.json"),
-            )
-            run_consumer(
-                stream,
-                type="zscore",
-                params={"window": 1000, "threshold": 4},
-                threads=t,
-                paths=paths,
-                overwrite=True,
-            )
-
-        record("consumer zscore", t, n, _median_time(zscore, args.rounds))
-        record(
-            "stl_decompose p=200",
-            t,
-            stl_n,
-            _median_time(
-                lambda t=t: stl_decompose(series, 200, inner_iter=2, threads=t), args.rounds
-            ),
-        )
+        _measure(t, n, stream, series, work, args.rounds, results)
     Path(args.out).write_text(json.dumps(results, indent=1))
     return 0
 

@@ -7,11 +7,26 @@ from typing import Any
 import numpy as np
 
 from consumer.detectors.base import SeriesInfo
-from consumer.detectors.registry import make_detector
-from consumer.kernels.stl import stl_decompose
 from shared.params import ParamError, ParamTypeError
 
 __all__ = ["detect", "score", "stl_decompose", "verify"]
+
+
+def __getattr__(name: str) -> Any:
+    # Kernels load numba: import them on first use, so that importing a light module of
+    # this package (the sinks, the detector contract) does not.
+    if name == "stl_decompose":
+        from consumer.kernels.stl import stl_decompose
+
+        return stl_decompose
+    raise AttributeError(f"module 'consumer' has no attribute {name!r}")
+
+
+def _detector(x: np.ndarray, type: str, params: dict[str, Any]):
+    from consumer.detectors.registry import make_detector
+
+    info = SeriesInfo(len(x), prefix=lambda n: np.asarray(x[:n], np.float64))
+    return make_detector(type, params, info)
 
 
 def _series(x: Any) -> np.ndarray:
@@ -58,8 +73,7 @@ def detect(x: np.ndarray, type: str = "zscore", **params: Any) -> np.ndarray:
     [4000]
     """
     x = _series(x)
-    info = SeriesInfo(len(x), prefix=lambda n: np.asarray(x[:n], np.float64))
-    det = make_detector(type, params, info)
+    det = _detector(x, type, params)
     ws, we = det.window_for(0, len(x))
     idx, _, _ = det.process(x[ws:we], ws, 0, len(x), False)
     return idx
@@ -98,8 +112,7 @@ def score(x: np.ndarray, type: str = "zscore", **params: Any) -> np.ndarray:
     4000
     """
     x = _series(x)
-    info = SeriesInfo(len(x), prefix=lambda n: np.asarray(x[:n], np.float64))
-    det = make_detector(type, params, info)
+    det = _detector(x, type, params)
     ws, we = det.window_for(0, len(x))
     _, _, dense = det.process(x[ws:we], ws, 0, len(x), True)
     out = det.unit_scores(dense)
