@@ -10,9 +10,9 @@ on the same files with NAB's rule (``consumer.nab``) under every application pro
 
 Each ``--params`` belongs to the ``--detector`` before it.  A ``"period"`` given as a
 duration (``"1d"``, ``"12h"``, ``"30min"``, ``"90s"``, ``"1w"``) becomes samples at the
-file's cadence (its median timestamp step, rounded); ``stl`` without a period uses one
-day of samples.  Per-row scores in [0, 1] are the two-sided Gaussian tail mass of the
-detector's dense score, ``erf(score / sqrt(2))``.  Thresholds are optimised per
+file's cadence (its median timestamp step, rounded); ``stl`` and ``likelihood`` without a
+period use one day of samples.  Per-row scores in [0, 1] are the two-sided Gaussian tail
+mass of the detector's dense score, ``erf(score / sqrt(2))``.  Thresholds are optimised per
 profile over the files scored, unless ``--thresholds`` gives a detector's (NAB's
 ``thresholds.json`` layout; detectors missing from it are still optimised).
 """
@@ -151,11 +151,11 @@ def duration_ns(text: str) -> int:
 def resolve_params(type: str, params: dict[str, Any], timestamps: np.ndarray) -> dict[str, Any]:
     """Detector parameters for one file: a duration ``period`` becomes samples at its cadence.
 
-    ``stl`` without a ``period`` gets one day of samples.
+    ``stl`` and ``likelihood`` without a ``period`` get one day of samples.
     """
     out = dict(params)
     period = out.get("period")
-    if period is None and type == "stl":
+    if period is None and type in ("stl", "likelihood"):
         period = "1d"
     if isinstance(period, str):
         samples = round(duration_ns(period) / cadence_ns(timestamps))

@@ -339,3 +339,254 @@ def naive_nab_raw_score(
         else:
             total += fp_weight * sigma((i - closest[-1]) / max(len(closest) - 1, 1))
     return total
+
+
+# --------------------------------------------------------------------------- consumer likelihood
+
+
+def naive_likelihood(
+    x: np.ndarray,
+    *,
+    period: int,
+    lags: int = 10,
+    scale_window: int = 1000,
+    short_window: int = 10,
+    long_window: int = 8640,
+    floor: float = 0.1,
+    point_weight: float = 0.5,
+    gate_z: float = 3.0,
+    gate_count: int = 10,
+    mean_min: float = 0.03,
+    var_min: float = 3e-4,
+    min_count: int = 100,
+    onset: float = 0.3,
+    quiet: int = 10,
+    threshold: float = 0.3,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reference ``likelihood`` detector: (emitted score per sample, flagged indices).
+
+    Written from the specification (``consumer.kernels.likelihood``), one sample and one window at
+    a time with exact window sums.  Windows clip at index 0 and leave non-finite values
+    out.  ``r[i] = x[i] - mean(finite x[i - k P], k = 1..lags)`` (``P = 0``: ``x[i] -
+    x[i-1]``), NaN without a lag or for a non-finite ``x[i]``.  ``sc = sqrt(pi/2) *
+    mean |r|`` over ``[i - Ws, i)``, floored at ``1e-9 |x[i] - r[i]|`` and ``1e-300``;
+    ``z = |r| / sc``; ``a = T_A(z)``, 0 when below ``floor`` or with fewer than
+    ``min_count`` known ``|r|``.  ``T_A``/``T_L``: linear interpolation on nodes
+    ``k / 128`` of ``min(1, -log10(erfc(z / sqrt 2)) / 10)`` up to 6.5 and of ``min(1,
+    -log10(erfc(z / sqrt 2) / 2 + 1e-10) / 10)`` up to 8.5, constant beyond.  ``al =
+    max(0, a - floor) / (1 - floor)``; ``ma`` = mean of ``al`` over ``[i - w + 1, i]``
+    (NaN where ``a`` is); ``mu``, ``var`` = mean, population variance of ``ma`` over
+    ``[i - w - Wl + 1, i - w]`` (``min_count`` values needed), then floored;
+    ``L = T_L((ma - mu) / sqrt var)`` if ``ma > mu``.  ``s = max(point_weight * a *
+    [#{z > gate_z in [i - Ws + 1, i]} <= gate_count], L)``; ``s = 0`` where ``x`` is
+    finite but ``ma`` is not; NaN where ``x`` is not finite.  Emitted ``e = s`` if no
+    ``s >= onset`` in ``[i - quiet, i)``, else 0 (NaN stays NaN); flags ``e >= threshold``.
+    """
+    import math
+
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    P, m, Ws, w, Wl = period, lags, scale_window, short_window, long_window
+
+    def node_table(top: float, one_sided: bool) -> list[float]:
+        nodes = []
+        for k in range(int(math.ceil(top * 128)) + 1):
+            tail = math.erfc(k / 128 / math.sqrt(2.0))
+            v = -math.log10(tail / 2 + 1e-10) if one_sided else -math.log10(tail)
+            nodes.append(min(1.0, max(0.0, v / 10.0)))
+        return nodes
+
+    def interp(nodes: list[float], z: float) -> float:
+        u = z * 128
+        if u >= len(nodes) - 1:
+            return nodes[-1]
+        k = math.floor(u)
+        return nodes[k] + (u - k) * (nodes[k + 1] - nodes[k])
+
+    ta, tl = node_table(6.5, False), node_table(8.5, True)
+
+    def finite(values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values, dtype=np.float64)
+        return values[np.isfinite(values)]
+
+    r = np.full(n, np.nan)
+    for i in range(n):
+        if not math.isfinite(x[i]):
+            continue
+        if P == 0:
+            if i >= 1:
+                r[i] = x[i] - x[i - 1]
+            continue
+        known = finite([x[i - k * P] for k in range(1, m + 1) if i - k * P >= 0])
+        if len(known):
+            r[i] = x[i] - known.mean()
+
+    a = np.full(n, np.nan)
+    z = np.zeros(n)
+    for i in range(n):
+        if not math.isfinite(r[i]):
+            continue
+        a[i] = 0.0
+        past = finite(np.abs(r[max(0, i - Ws) : i]))
+        if len(past) < min_count:
+            continue
+        sc = max(math.sqrt(math.pi / 2) * past.mean(), 1e-9 * abs(x[i] - r[i]), 1e-300)
+        z[i] = abs(r[i]) / sc
+        v = interp(ta, z[i])
+        a[i] = v if v >= floor else 0.0
+
+    al = np.where(np.isfinite(a), np.maximum(a - floor, 0.0) / (1.0 - floor), np.nan)
+    ma = np.full(n, np.nan)
+    for i in range(n):
+        if math.isfinite(al[i]):
+            ma[i] = finite(al[max(0, i - w + 1) : i + 1]).mean()
+
+    s = np.full(n, np.nan)
+    for i in range(n):
+        if not math.isfinite(x[i]):
+            continue
+        s[i] = 0.0
+        if not math.isfinite(ma[i]):
+            continue
+        gate = int(np.sum(z[max(0, i - Ws + 1) : i + 1] > gate_z))
+        point = point_weight * a[i] if gate <= gate_count else 0.0
+        like = 0.0
+        hist = finite(ma[max(0, i - w - Wl + 1) : max(0, i - w + 1)])
+        if len(hist) >= min_count:
+            mu = hist.mean()
+            var = max(float(np.mean(hist * hist)) - mu * mu, var_min)
+            mu = max(mu, mean_min)
+            if ma[i] > mu:
+                like = interp(tl, (ma[i] - mu) / math.sqrt(var))
+        s[i] = max(point, like)
+
+    e = s.copy()
+    for i in range(n):
+        before = s[max(0, i - quiet) : i]
+        if math.isfinite(s[i]) and np.any(before[np.isfinite(before)] >= onset):
+            e[i] = 0.0
+    flags = [i for i in range(n) if math.isfinite(e[i]) and e[i] >= threshold]
+    return e, np.asarray(flags, dtype=np.int64)
+
+
+def _naive_loess(y, w, length, deg, xs, rng):
+    """Loess fits of ``y`` (weights ``w``, 0 for a missing value) at the abscissae ``xs``.
+
+    The paper's neighbourhood of ``xs`` is the ``length`` positions nearest it,
+    clipped to the series (positions, whether available or not); tricube weights
+    with bandwidth ``h = max(xs - left, right - xs)`` (+ ``(length - n) // 2``
+    when ``length > n``), 1 below ``0.001 h`` and 0 above ``0.999 h``, times
+    ``w``; degree 1 drops the slope when ``sqrt(var) <= 0.001 rng``.  Returns
+    the fits and whether each had a positive total weight.
+    """
+    n = len(y)
+    q = (length - 1) // 2
+    out = np.zeros(len(xs))
+    ok = np.zeros(len(xs), bool)
+    for t, x0 in enumerate(xs):
+        centre = min(max(x0, 0), n - 1)
+        left = max(0, min(centre - q, n - length))
+        right = min(n - 1, left + length - 1)
+        h = max(x0 - left, right - x0) + ((length - n) // 2 if length > n else 0)
+        j = np.arange(left, right + 1)
+        r = np.abs(j - x0).astype(float)
+        u = r / h if h > 0 else np.zeros_like(r)
+        tw = np.where(r <= 0.001 * h, 1.0, (1 - u**3) ** 3)
+        tw = np.where(r <= 0.999 * h, tw, 0.0) * w[j]
+        if tw.sum() <= 0:
+            continue
+        yj = np.where(tw > 0, y[j], 0.0)
+        s0 = tw.sum()
+        m0 = (tw * yj).sum() / s0
+        ok[t] = True
+        out[t] = m0
+        if deg > 0 and h > 0:
+            d = (j - x0).astype(float)
+            a = (tw * d).sum() / s0
+            c = (tw * d * d).sum() / s0 - a * a
+            if np.sqrt(max(c, 0.0)) > 0.001 * rng:
+                out[t] = m0 + (-a / c) * ((tw * d * yj).sum() / s0 - a * m0)
+    return out, ok
+
+
+def _naive_nearest(v, ok):
+    """Positions without a fit take the nearest fitted value (the left one on a tie)."""
+    have = np.nonzero(ok)[0]
+    out = v.copy()
+    for i in np.nonzero(~ok)[0]:
+        k = np.searchsorted(have, i)
+        cands = []
+        if k > 0:
+            cands.append(have[k - 1])
+        if k < len(have):
+            cands.append(have[k])
+        out[i] = v[min(cands, key=lambda c: (abs(c - i), c))]
+    return out
+
+
+def naive_stl_missing(
+    x,
+    period,
+    seasonal=7,
+    trend=None,
+    low_pass=None,
+    seasonal_deg=1,
+    trend_deg=1,
+    low_pass_deg=1,
+    robust=False,
+    inner_iter=None,
+    outer_iter=None,
+):
+    """STL with missing values (NaN), written from the rule in ``stl_decompose``'s docstring.
+
+    Plain numpy, one Loess fit at a time (jumps 1).  Steps 2 and 6 weight a
+    missing sample 0; a fit without any positive weight is missing too (at an
+    available sample under robustness weights: the data value, as in the
+    paper) and takes the nearest fitted value of its (sub)series; the
+    one-period extensions fall back to the subseries' end value; the
+    robustness median is over available remainders, a missing sample's weight
+    is 0; the remainder is NaN at missing samples.
+    """
+    x = np.asarray(x, float)
+    n, p = len(x), period
+    if trend is None:
+        trend = int(np.ceil(1.5 * p / (1 - 1.5 / seasonal)))
+        trend += trend % 2 == 0
+    if low_pass is None:
+        low_pass = p + 1 + ((p + 1) % 2 == 0)
+    ni = (2 if robust else 5) if inner_iter is None else inner_iter
+    no = (15 if robust else 0) if outer_iter is None else outer_iter
+    avail = ~np.isnan(x)
+    rw = avail.astype(float)
+    T = np.zeros(n)
+    S = np.zeros(n)
+    idx = np.arange(n)
+    for k in range(no + 1):
+        for _ in range(ni):
+            D = x - T
+            C = np.empty(n + 2 * p)
+            for j in range(p):
+                sub, ws = D[j::p], rw[j::p]
+                m = len(sub)
+                fit, ok = _naive_loess(sub, ws, seasonal, seasonal_deg, np.arange(m), m - 1)
+                fit = np.where(ok | ~np.isnan(sub), np.where(ok, fit, sub), np.nan)
+                fit = _naive_nearest(fit, ~np.isnan(fit))
+                ext, eok = _naive_loess(sub, ws, seasonal, seasonal_deg, np.array([-1, m]), m - 1)
+                C[j] = ext[0] if eok[0] else fit[0]
+                C[j + p :: p][:m] = fit
+                C[j + (m + 1) * p] = ext[1] if eok[1] else fit[-1]
+            ma = np.convolve(C, np.ones(p) / p, "valid")
+            ma = np.convolve(ma, np.ones(p) / p, "valid")
+            ma = np.convolve(ma, np.ones(3) / 3, "valid")
+            L, _ = _naive_loess(ma, np.ones(n), low_pass, low_pass_deg, idx, n - 1)
+            S = C[p : p + n] - L
+            fit, ok = _naive_loess(x - S, rw, trend, trend_deg, idx, n - 1)
+            fit = np.where(ok, fit, np.where(avail, x - S, np.nan))
+            T = _naive_nearest(fit, ~np.isnan(fit))
+        if k < no:
+            r = np.abs(x - S - T)
+            h = 6 * np.median(r[avail])
+            u = r / h
+            w = np.where(r <= 0.001 * h, 1.0, (1 - u**2) ** 2)
+            rw = np.where(avail & (r <= 0.999 * h), w, 0.0)
+    return S, T, x - S - T

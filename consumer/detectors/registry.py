@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from consumer.detectors.base import Detector, SeriesInfo
+from consumer.detectors.likelihood import LikelihoodDetector
 from consumer.detectors.stl import StlDetector
 from consumer.detectors.zscore import ZScoreDetector
 from shared.errors import UsageError
@@ -14,6 +15,7 @@ from shared.params import ParamError, Params, ParamTypeError, for_option, parse_
 DETECTORS: dict[str, type[Detector]] = {
     ZScoreDetector.name: ZScoreDetector,
     StlDetector.name: StlDetector,
+    LikelihoodDetector.name: LikelihoodDetector,
 }
 
 
