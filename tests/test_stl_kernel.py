@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from oracles import naive_stl_missing
 from statsmodels.tsa.seasonal import STL
 
 from consumer.kernels.stl import (
@@ -391,12 +392,13 @@ def test_bad_arguments_are_param_errors_naming_the_argument(
     [
         (np.zeros(23), r"at least two periods \(24 samples\), got 23"),
         (np.zeros((30, 2)), "one-dimensional"),
-        (np.array([1.0, np.nan] * 20), "finite"),
+        (np.full(30, np.nan), "entirely missing"),
+        (np.array([1.0, np.nan] * 20), r"no available value at phase 1 of the period \(12\)"),
         (np.array([1.0, np.inf] * 20), "finite"),
         (np.array(["a"] * 30), "real numbers"),
         (np.zeros(30, dtype=complex), "real numbers"),
     ],
-    ids=["short", "2d", "nan", "inf", "str", "complex"],
+    ids=["short", "2d", "all-nan", "nan-phase", "inf", "str", "complex"],
 )
 def test_bad_series(x: np.ndarray, message: str) -> None:
     with pytest.raises(UsageError, match=message):
@@ -433,3 +435,79 @@ def test_serial_kernel_from_several_python_threads() -> None:
     for e, g in zip(expected, got, strict=True):
         for a, b in zip(e, g, strict=True):
             assert np.array_equal(a, b)
+
+
+# --------------------------------------------------------------------------- missing values
+
+
+def _with_missing(kind: str, n: int, period: int, seed: int) -> np.ndarray:
+    x = _series(n, period, seed) + 40.0  # a level far from 0
+    rng = np.random.default_rng(seed + 1)
+    if kind == "1%":
+        x[rng.choice(n, n // 100, replace=False)] = np.nan
+    elif kind == "10%":
+        x[rng.choice(n, n // 10, replace=False)] = np.nan
+    elif kind == "runs":
+        x[n // 3 : n // 3 + 4 * period] = np.nan  # a run of several periods
+        x[2 * n // 3 : 2 * n // 3 + 2 * period + 5] = np.nan
+    elif kind == "ends":
+        x[: period + 3] = np.nan
+        x[-(2 * period) :] = np.nan
+    return x
+
+
+@pytest.mark.parametrize("kind", ["1%", "10%", "runs", "ends"])
+@pytest.mark.parametrize(
+    ("period", "kw"),
+    [
+        (12, {}),
+        (12, {"robust": True, "outer_iter": 3}),
+        (7, {"seasonal": 11, "seasonal_deg": 0, "trend_deg": 0}),
+        (24, {"robust": True, "inner_iter": 1, "outer_iter": 2, "low_pass_deg": 0}),
+    ],
+    ids=["p12", "p12-robust", "p7-deg0", "p24-robust"],
+)
+def test_missing_values_match_the_oracle(kind: str, period: int, kw: dict[str, object]) -> None:
+    """NaN samples: the kernel equals the plain-numpy oracle of the documented rule."""
+    x = _with_missing(kind, 50 * period, period, seed=period)
+    got = stl_decompose(x, period, **kw)
+    want = naive_stl_missing(x, period, **kw)
+    tol = 1e-9 * (1.0 + np.nanmax(np.abs(x)))
+    miss = np.isnan(x)
+    for name, a, b in zip(("seasonal", "trend"), got[:2], want[:2], strict=True):
+        assert np.isfinite(a).all(), name  # estimated at missing positions too
+        assert np.abs(a - b).max() <= tol, (name, np.abs(a - b).max())
+    assert np.array_equal(np.isnan(got.resid), miss)  # the residual is NaN exactly there
+    assert np.abs(got.resid[~miss] - want[2][~miss]).max() <= tol
+    if got.weights is not None:
+        assert (got.weights[miss] == 0).all()
+
+
+def test_oracle_matches_statsmodels_on_complete_data() -> None:
+    x = _series(400, 12, seed=3)
+    ref = STL(x, period=12, robust=True).fit(inner_iter=2, outer_iter=2)
+    got = naive_stl_missing(x, 12, robust=True, inner_iter=2, outer_iter=2)
+    for a, b in zip(got, (ref.seasonal, ref.trend, ref.resid), strict=True):
+        assert np.abs(a - b).max() <= 1e-9 * (1 + np.abs(x).max())
+
+
+def test_missing_values_threads_and_chunks() -> None:
+    """With NaN the threaded kernel still gives the serial bits."""
+    x = _with_missing("runs", 60_000, 24, seed=5)
+    x[np.random.default_rng(0).choice(len(x), 600, replace=False)] = np.nan
+    a = stl_decompose(x, 24, inner_iter=2)
+    b = stl_decompose(x, 24, inner_iter=2, threads=2)
+    for u, v in zip(a, b, strict=True):
+        assert np.array_equal(u, v, equal_nan=True)
+
+
+def test_complete_data_unchanged_by_the_missing_value_path() -> None:
+    """A series without NaN takes the fast path: the same bits as before the change."""
+    x = _series(5000, 24, seed=9)
+    a = stl_decompose(x, 24, robust=True)
+    y = x.copy()
+    y[100] = np.nan
+    stl_decompose(y, 24, robust=True)  # a NaN call in between changes nothing
+    b = stl_decompose(x, 24, robust=True)
+    for u, v in zip(a, b, strict=True):
+        assert np.array_equal(u, v)

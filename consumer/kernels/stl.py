@@ -137,6 +137,7 @@ class _Config(NamedTuple):
     low_pass_jump: int
     inner_iter: int  # n_i
     outer_iter: int  # n_o
+    missing: int  # 1 when x holds NaN (missing values): every fit of steps 2 and 6 is weighted
 
 
 # --------------------------------------------------------------------------
@@ -243,6 +244,8 @@ def _est(y, rw, userw, n, length, deg, xs, nleft, nright, rng, tab, q):
                 w = t * t * t
         if userw:
             w *= rw[j]
+            if w == 0.0:
+                continue  # adds +-0 to every sum (bit-identical), and skips missing y[j]
         df = float(d)
         wd = w * df
         yj = y[j]
@@ -321,6 +324,37 @@ def _interpolate_range(out, n, nj, lo, hi):
 
 
 @njit(cache=True, nogil=True)
+def _fill_nearest(out, n):
+    """Missing values: a position without a fit takes the nearest fitted value.
+
+    ``out[:n]`` is a smoothed (sub)series in which NaN marks the positions whose
+    Loess neighbourhood holds no available point with a positive weight; each
+    takes the value of the nearest position that has a fit (the left one on a
+    tie).  Nothing changes when every position has a fit.
+    """
+    last = -1  # last fitted position seen from the left
+    i = 0
+    while i < n:
+        if out[i] == out[i]:
+            last = i
+            i += 1
+            continue
+        j = i
+        while j < n and out[j] != out[j]:
+            j += 1
+        # out[i:j] has no fit; neighbours last (< i, or -1) and j (< n, or n)
+        for t in range(i, j):
+            if last < 0:
+                if j < n:
+                    out[t] = out[j]
+            elif j >= n or t - last <= j - t:
+                out[t] = out[last]
+            else:
+                out[t] = out[j]
+        i = j
+
+
+@njit(cache=True, nogil=True)
 def _loess_serial(y, rw, userw, n, length, deg, jump, rng, tab, taps, out):
     """Loess smoothing of a whole (sub)series, the paper's inner-loop smoother.
 
@@ -339,6 +373,8 @@ def _loess_serial(y, rw, userw, n, length, deg, jump, rng, tab, taps, out):
     if nj > 1:
         _interpolate_tail(y, rw, userw, n, length, deg, nj, rng, tab, taps, q, out)
         _interpolate_range(out, n, nj, 0 * n, n)
+    if userw:
+        _fill_nearest(out, n)  # missing values: positions without a fit
 
 
 # --------------------------------------------------------------------------
@@ -639,6 +675,13 @@ def _smooth(y, rw, userw, n, length, deg, jump, rng, out, nt, mode, ey, aux, aux
         _points_range(ya, rwa, userw, n, length, deg, nj, rng, tab, taps, out, zero, ng)
     if nj > 1:
         _interpolate_tail(ya, rwa, userw, n, length, deg, nj, rng, tab, taps, q, out)
+    if userw:
+        # Missing values: positions whose neighbourhood has no available point take the
+        # nearest fitted value, after the interpolation of a jumped grid.
+        if nj > 1:
+            _interpolate_range(out, n, nj, zero, n)
+        _fill_nearest(out, n)
+        nj = 1
     if nt > 1:
         _after_parallel(mode, out, ey, aux, aux_off, dout, n, nj, nt)
     else:
@@ -935,7 +978,7 @@ def _lowpass_ma(c, m3, period, n, nt, offset):
 
 
 @njit(cache=True, nogil=True)
-def _robustness_weights(y, season, trend, rw):
+def _robustness_weights(y, season, trend, rw, missing):
     """Outer loop of the paper: bisquare weights of the remainder.
 
     ``h = 6 median |R|`` (the true median, as in the corrected reference code
@@ -946,12 +989,18 @@ def _robustness_weights(y, season, trend, rw):
     r = np.empty(n)
     for i in range(n):
         r[i] = abs(y[i] - (trend[i] + season[i]))
-    cmad = 6.0 * np.median(r)
+    if missing:
+        # The median of the available remainders; a missing sample's weight stays 0.
+        cmad = 6.0 * np.median(r[np.isfinite(y)])
+    else:
+        cmad = 6.0 * np.median(r)
     c9 = 0.999 * cmad
     c1 = 0.001 * cmad
     for i in range(n):
         ri = r[i]
-        if ri <= c1:
+        if ri != ri:
+            rw[i] = 0.0  # missing sample
+        elif ri <= c1:
             rw[i] = 1.0
         elif ri <= c9:
             u = ri / cmad
@@ -1002,7 +1051,7 @@ def _stl_kernel(y, cfg, nt, offset, total, season, trend, resid, c, ds, rw, klp,
     # Robustness weights (``userw``): none in the first outer pass, and never
     # in the low-pass Loess (step 3).  ``no_rw`` is a runtime False, like ``zero``.
     no_rw = zero != 0
-    userw = no_rw
+    userw = cfg.missing != 0  # missing values: ``rw`` starts as the availability (1 or 0)
     for k in range(no + 1):
         for it in range(ni):
             # 1: the detrended series (trend = 0 on the very first pass)
@@ -1064,7 +1113,7 @@ def _stl_kernel(y, cfg, nt, offset, total, season, trend, resid, c, ds, rw, klp,
                 ktr,
             )
         if k < no:
-            _robustness_weights(y, season, trend, rw)
+            _robustness_weights(y, season, trend, rw, cfg.missing != 0)
             userw = True
 
 
@@ -1162,6 +1211,31 @@ def _degree(name: str, value: Any) -> int:
     if deg > 1:
         raise ParamError(name, f"must be 0 or 1, got {value!r}")
     return deg
+
+
+def _check_missing(y: np.ndarray, period: int) -> bool:
+    """Whether ``y`` has missing values (NaN); refuse infinities and unusable series."""
+    nan = np.isnan(y)
+    if not nan.any():
+        if not np.isfinite(y).all():
+            raise ParamError("x", "must hold finite values or NaN (missing), not infinities")
+        return False
+    if np.isinf(y).any():
+        raise ParamError("x", "must hold finite values or NaN (missing), not infinities")
+    n = y.shape[0]
+    if nan.all():
+        raise ParamError("x", "is entirely missing (NaN)")
+    # Every cycle-subseries needs an available value (counted per phase of the window).
+    pad = (-n) % period
+    per_phase = np.concatenate([~nan, np.zeros(pad, bool)]).reshape(-1, period).any(axis=0)
+    if not per_phase.all():
+        j = int(np.argmin(per_phase))
+        raise ParamError(
+            "x",
+            f"has no available value at phase {j} of the period ({period}): every one of "
+            f"x[{j}::{period}] is missing",
+        )
+    return True
 
 
 def stl_default_lengths(
@@ -1295,8 +1369,7 @@ def stl_decompose(
     n = y.shape[0]
     if n < 2 * period:
         raise ParamError("x", f"must hold at least two periods ({2 * period} samples), got {n}")
-    if not np.isfinite(y).all():
-        raise ParamError("x", "must be finite (no NaN or infinity)")
+    missing = _check_missing(y, period)
     off = _check(_AT_LEAST_0, "offset", offset)
     total = off + n if total_length is None else _check(_AT_LEAST_1, "total_length", total_length)
     if off + n > total:
@@ -1319,8 +1392,9 @@ def stl_decompose(
         low_pass_jump=jumps[2],
         inner_iter=ni,
         outer_iter=no,
+        missing=int(missing),
     )
-    if nthreads > 1 and no == 0 and ni > 0:
+    if nthreads > 1 and no == 0 and ni > 0 and not missing:
         # Non-robust: split the series into one window per thread, each with
         # the dependency radius as halo, and run the serial kernel on Python
         # threads (nogil).  One fork/join per call, so a busy second core only
@@ -1343,7 +1417,10 @@ def _run_kernel(y: np.ndarray, cfg: _Config, off: int, total: int, nthreads: int
     resid = np.empty(n)
     c = np.empty(n + 2 * cfg.period)
     ds = np.empty(n)
-    rw = np.ones(n if no > 0 else 1)
+    if cfg.missing:
+        rw = np.isfinite(y).astype(np.float64)  # availability: the weight of a missing sample is 0
+    else:
+        rw = np.ones(n if no > 0 else 1)
     rng = float(total - 1)
     klp = (
         _cached_end_kernel(cfg.low_pass, cfg.low_pass_deg, rng)
