@@ -269,9 +269,44 @@ def generate(
     dtype: str = "float64",
     threads: int = 1,
 ) -> np.ndarray:
-    """Return the ``n`` samples the CLI writes for the same arguments (in memory).
+    """The ``n`` samples that ``python -m producer`` writes for the same arguments, in memory.
 
-    ``threads`` > 1 fills block-aligned slices in parallel (same values).
+    Every value is a pure function of (seed, RNG block, position), so the result
+    does not depend on ``threads`` (block-aligned slices filled in parallel).
+
+    Parameters
+    ----------
+    n : int
+        Number of samples (>= 1).
+    seed : int
+        Non-negative seed; block ``b`` draws from ``SeedSequence(seed, spawn_key=(b,))``.
+    type : {"normal", "uniform"}
+        Distribution of the unit draws.
+    params : dict or JSON str, optional
+        ``normal``: ``mean`` (0), ``std`` (1); ``uniform``: ``low`` (0), ``high`` (1).
+    seasonality, trend, anomalies : dict or JSON str, optional
+        As ``--seasonality``, ``--trend`` and ``--anomalies`` (see the README).
+    dtype : {"float64", "float32"}
+        Sample type (float32 values are the float64 values rounded).
+    threads : int
+        Threads that fill the array.
+
+    Returns
+    -------
+    numpy.ndarray
+        The samples, bit-identical to the stream file's.
+
+    Raises
+    ------
+    ValueError, TypeError
+        A bad argument, named as written here (``std must be >= 0, not -1``).
+
+    Examples
+    --------
+    >>> import producer
+    >>> x = producer.generate(1000, seed=1, seasonality={"amplitude": 2, "period": 50})
+    >>> x.shape, x.dtype
+    ((1000,), dtype('float64'))
     """
     values, _ = generate_with_labels(
         n,
@@ -298,7 +333,28 @@ def generate_with_labels(
     dtype: str = "float64",
     threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Like ``generate`` but also return the sorted int64 anomaly indices."""
+    """Like :func:`generate`, and also the sorted int64 indices of the injected anomalies.
+
+    Parameters
+    ----------
+    n, seed, type, params, seasonality, trend, anomalies, dtype, threads
+        As for :func:`generate`.
+
+    Returns
+    -------
+    values : numpy.ndarray
+        The samples.
+    labels : numpy.ndarray
+        Sorted int64 anomaly indices (what ``<stem>.labels.npy`` holds); empty
+        without ``anomalies``.
+
+    Examples
+    --------
+    >>> import producer
+    >>> x, labels = producer.generate_with_labels(100_000, anomalies={"rate": 1e-3})
+    >>> bool((abs(x[labels]) > 3).all())
+    True
+    """
     from shared.params import ParamError, positive_int
     from shared.stream import SUPPORTED_DTYPES
 

@@ -606,6 +606,27 @@ class StreamReader:
 
     Reads go through ``os.preadv`` into caller-supplied buffers so that reading a
     long stream does not grow the process's RSS the way touching a memmap would.
+    Check that a chunk is committed (:meth:`poll`, :meth:`committed_ranges`)
+    before reading it: the sidecar publishes a chunk only after all its bytes
+    are written.
+
+    Parameters
+    ----------
+    path : str or path
+        The ``.npy`` data file (its sidecar ``<stem>.stream.json`` is read if present;
+        without one the file is treated as complete).
+    raw_dtype : {"float64", "float32"}, optional
+        Read a headerless raw file of this sample type instead of an NPY file.
+    chunk_size : int, optional
+        Chunk size for a file without sidecar (default 1048576); a stream's own
+        chunk size comes from its sidecar.
+
+    Examples
+    --------
+    >>> from shared.stream import StreamReader
+    >>> with StreamReader("gen.npy") as r:  # doctest: +SKIP
+    ...     for chunk, start, stop in r.committed_ranges():
+    ...         x = r.read(start, stop)
     """
 
     def __init__(
