@@ -11,8 +11,8 @@ on the same files with NAB's rule (``consumer.nab``) under every application pro
 Each ``--params`` belongs to the ``--detector`` before it.  A ``"period"`` given as a
 duration (``"1d"``, ``"12h"``, ``"30min"``, ``"90s"``, ``"1w"``) becomes samples at the
 file's cadence (its median timestamp step, rounded); ``stl`` and ``likelihood`` without a
-period use one day of samples.  Per-row scores in [0, 1] are the two-sided Gaussian tail
-mass of the detector's dense score, ``erf(score / sqrt(2))``.  Thresholds are optimised per
+period use one day of samples.  Per-row scores in [0, 1] are ``consumer.score``'s: each
+detector's documented unit score (NaN rows count as 0).  Thresholds are optimised per
 profile over the files scored, unless ``--thresholds`` gives a detector's (NAB's
 ``thresholds.json`` layout; detectors missing from it are still optimised).
 """
