@@ -9,7 +9,7 @@ import numpy as np
 from consumer.detectors.base import SeriesInfo
 from shared.params import ParamError, ParamTypeError
 
-__all__ = ["detect", "score", "stl_decompose", "verify"]
+__all__ = ["detect", "mstl_decompose", "score", "stl_decompose", "verify"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,6 +19,10 @@ def __getattr__(name: str) -> Any:
         from consumer.kernels.stl import stl_decompose
 
         return stl_decompose
+    if name == "mstl_decompose":
+        from consumer.kernels.mstl import mstl_decompose
+
+        return mstl_decompose
     raise AttributeError(f"module 'consumer' has no attribute {name!r}")
 
 

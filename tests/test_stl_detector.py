@@ -177,8 +177,10 @@ def test_period_estimation():
     # A plain array without a period given: estimated from the prefix.
     idx = consumer.detect(x, type="stl", threshold=5)
     assert np.array_equal(idx, consumer.detect(x, type="stl", threshold=5, period=144))
-    with pytest.raises(UsageError, match="no period is evident"):
-        consumer.detect(producer.generate(50_000, seed=1), type="stl")
+    # No period given, recorded or evident: no seasonal component (trend Loess only).
+    noise = producer.generate(50_000, seed=1)
+    det = make_detector("stl", {}, len(noise))
+    assert det.mode == "trend" and det.p.period is None and det.p.trend == 101
 
 
 def test_nan_samples_are_not_flagged_and_do_not_crash():
@@ -200,6 +202,16 @@ def test_nan_samples_are_not_flagged_and_do_not_crash():
         ({"period": 200, "inner_iter": 0}, "inner_iter"),
         ({"period": 200, "bogus": 1}, "bogus"),
         ({"period": 60_000}, "period"),
+        ({"period": 24.5}, "period"),
+        ({"period": "1 fortnight"}, "period"),
+        ({"period": "1d"}, "period"),  # a duration without timestamps
+        ({"periods": [24, 24]}, "periods"),
+        ({"periods": [24, 1]}, "periods"),
+        ({"periods": [24, 60_000]}, "periods"),
+        ({"periods": []}, "periods"),
+        ({"period": 24, "periods": [24, 168]}, "periods"),
+        ({"periods": [24, 168], "windows": [7]}, "windows"),
+        ({"periods": [24, 168], "windows": [7, 8]}, "windows"),
     ],
 )
 def test_bad_params(params, word):
@@ -212,5 +224,148 @@ def test_bad_params_cli(tmp_path, run_producer, run_consumer):
     assert rc == 0, err
     rc, _, err = run_consumer("--file", "s.npy", "--type", "stl", "--params", '{"seasonal": 4}')
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    rc, _, err = run_consumer("--file", "s.npy", "--type", "stl")
+    rc, _, err = run_consumer("--file", "s.npy", "--type", "stl", "--params", '{"period": 1}')
     assert rc == 2 and "period" in err and "Traceback" not in err, err
+    rc, _, err = run_consumer("--file", "s.npy", "--type", "stl", "--params", '{"period": 60000}')
+    assert rc == 2 and "period" in err and "too long" in err, err
+    rc, _, err = run_consumer("--file", "s.npy", "--type", "stl", "--params", '{"period": "1d"}')
+    assert rc == 2 and "timestamps" in err and len(err.strip().splitlines()) == 1, err
+    rc, _, err = run_consumer(
+        "--file", "s.npy", "--type", "stl", "--params", '{"periods": [24, 24]}'
+    )
+    assert rc == 2 and "distinct" in err and len(err.strip().splitlines()) == 1, err
+
+
+# --------------------------------------------------------------------------- missing values
+
+
+def test_missing_samples_chunked_equals_whole_and_never_flagged():
+    x = producer.generate_with_labels(
+        400_000, seed=21, seasonality={"amplitude": 5.0, "period": 200}, anomalies=SPIKES
+    )[0]
+    rng = np.random.default_rng(0)
+    miss = rng.choice(len(x), 4000, replace=False)
+    x[miss] = np.nan
+    x[150_000:151_300] = np.nan  # a gap of 6.5 periods across a chunk boundary
+    x[[7, 8, 9]] = [np.inf, -np.inf, np.nan]
+    whole = consumer.detect(x, type="stl", threshold=4, period=200)
+    assert np.isfinite(x[whole]).all()
+    det = make_detector("stl", {"threshold": 4, "period": 200}, len(x))
+    for chunk in (65_536, 100_003, 150_500):
+        np.testing.assert_array_equal(chunked(x, det, chunk), whole)
+    s = consumer.score(x, type="stl", period=200)
+    assert np.isnan(s[~np.isfinite(x)]).all()
+
+
+@pytest.mark.parametrize("robust", [False, True])
+def test_gap_does_not_create_false_flags(robust):
+    """A level far from 0 and a gap of several periods: no flags around the gap."""
+    n, p = 300_000, 200
+    x = producer.generate(n, seed=4, seasonality={"amplitude": 5.0, "period": p}) + 1000.0
+    for lo, length in ((100_000, 5 * p + 37), (200_000, 12 * p)):
+        x[lo : lo + length] = np.nan
+    # Robust residuals are tighter (README): robust mode needs a higher threshold.
+    params = {"period": p, "threshold": 6 if robust else 5, "robust": robust, "block": 50_000}
+    flags = consumer.detect(x, type="stl", **params)
+    # Pure Gaussian noise: 5 sigma flags are ~0.6 per 1e6 samples; none near the gaps.
+    near = [(99_000, 102_300), (199_000, 203_500)]
+    for a, b in near:
+        assert not ((flags >= a) & (flags < b)).any(), flags
+    assert len(flags) <= 3, flags
+    # The residuals beside the gaps keep the noise level (no leak of the level 1000).
+    _, _, resid = stl_decompose(x, p, seasonal=25, inner_iter=2)
+    beside = np.r_[resid[99_000:100_000], resid[101_037:102_000]]
+    assert np.abs(beside).max() < 5.0
+
+
+def test_gap_longer_than_the_halo_and_all_missing_segments():
+    x = producer.generate(1_200_000, seed=8, seasonality={"amplitude": 3.0, "period": 50})
+    x[300_000:900_000] = np.nan  # segments entirely missing
+    whole = consumer.detect(x, type="stl", threshold=4, period=50)
+    assert not ((whole >= 300_000) & (whole < 900_000)).any()
+    det = make_detector("stl", {"threshold": 4, "period": 50}, len(x))
+    np.testing.assert_array_equal(chunked(x, det, 262_144 + 5), whole)
+
+
+def test_entirely_missing_series_is_not_flagged():
+    x = np.full(10_000, np.nan)
+    assert len(consumer.detect(x, type="stl", period=24)) == 0
+
+
+# --------------------------------------------------------------------- no seasonality
+
+
+def test_no_seasonality_mode_finds_spikes_and_is_chunk_exact():
+    x, labels = producer.generate_with_labels(
+        500_000, seed=3, params={"mean": 40.0, "std": 1.0}, anomalies={"rate": 1e-4, "magnitude": 8}
+    )
+    logs = []
+    from consumer.detectors.base import SeriesInfo
+
+    info = SeriesInfo(len(x), prefix=lambda k: x[:k], log=logs.append)
+    det = make_detector("stl", {"threshold": 5}, info)
+    assert det.mode == "trend" and len(logs) == 1 and "without a seasonal component" in logs[0]
+    whole = consumer.detect(x, type="stl", threshold=5)
+    assert np.isin(labels, whole).mean() >= 0.99 and np.isin(whole, labels).mean() >= 0.95
+    np.testing.assert_array_equal(chunked(x, det, 100_001), whole)
+    # An explicit period that does not fit the series stays an error.
+    with pytest.raises(UsageError, match="too long"):
+        consumer.detect(x[:1000], type="stl", period=600)
+
+
+def test_design_card_commands_work(tmp_path, run_producer, run_consumer):
+    rc, _, err = run_producer("--num_samples", "1000000", "--file", "gen.npy", "--sync")
+    assert rc == 0, err
+    rc, out, err = run_consumer("--file", "gen.npy", "--type", "stl")
+    assert rc == 0, err
+    lines = [ln for ln in (out + err).splitlines() if "without a seasonal component" in ln]
+    assert len(lines) == 1, (out, err)
+
+
+# ------------------------------------------------------------------ period durations
+
+
+def test_period_as_duration_uses_the_cadence():
+    from consumer.detectors.base import SeriesInfo
+
+    x = producer.generate(100_000, seed=2, seasonality={"amplitude": 3.0, "period": 288})
+    info = SeriesInfo(len(x), cadence_seconds=300.0)  # 5-minute samples: 1d = 288
+    det = make_detector("stl", {"period": "1d", "threshold": 4}, info)
+    assert det.p.period == 288
+    det = make_detector("stl", {"periods": ["1h", "1d"]}, info)
+    assert det.p.periods == (12, 288)
+    assert (
+        make_detector("stl", {"period": "30min"}, SeriesInfo(10_000, cadence_seconds=60)).p.period
+        == 30
+    )
+    with pytest.raises(UsageError, match="whole number of samples"):
+        make_detector("stl", {"period": "1h"}, SeriesInfo(100_000, cadence_seconds=7.0))
+    with pytest.raises(UsageError, match="under two samples"):
+        make_detector("stl", {"period": "1min"}, SeriesInfo(100_000, cadence_seconds=60.0))
+    with pytest.raises(UsageError, match="timestamps"):
+        make_detector("stl", {"period": "1d"}, SeriesInfo(100_000))
+
+
+# --------------------------------------------------------------------------- MSTL
+
+
+def test_mstl_detector_chunked_equals_whole_and_batch_mstl():
+    from consumer.kernels.mstl import mstl_decompose
+
+    n = 200_000
+    t = np.arange(n)
+    x = producer.generate(n, seed=6, anomalies={"rate": 1e-4, "magnitude": 8})
+    x = x + 3.0 * np.sin(2 * np.pi * t / 24) + 2.0 * np.sin(2 * np.pi * t / 168)
+    params = {"periods": [168, 24], "threshold": 5, "block": 40_000}
+    det = make_detector("stl", params, n)
+    assert det.p.periods == (24, 168) and det.mode == "mstl"
+    whole = consumer.detect(x, type="stl", **params)
+    np.testing.assert_array_equal(chunked(x, det, 70_001), whole)
+    # The segments' residuals equal batch MSTL's over the whole series.
+    r = mstl_decompose(x, [24, 168], [25, 25], 2, {"inner_iter": 2})[2]
+    flags = []
+    for lo in range(0, n, 40_000):
+        b = r[lo : lo + 40_000]
+        scale = 1.4826 * np.median(np.abs(b - np.median(b)))
+        flags.append(np.nonzero(np.abs(b) > 5 * scale)[0] + lo)
+    np.testing.assert_array_equal(whole, np.concatenate(flags))

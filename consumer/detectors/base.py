@@ -63,12 +63,17 @@ class SeriesInfo:
         estimating a period), or None where no samples can be read up front.
     log
         Where a detector reports a derived default (``stl: estimated period 48``).
+    cadence_seconds
+        Seconds between consecutive samples, for inputs with timestamps (a
+        ``period`` given as a duration such as ``"1d"`` becomes samples), else None.
     """
 
     num_samples: int
     seasonality_period: float | None = None
     prefix: Callable[[int], np.ndarray] | None = None
     log: Callable[[str], None] | None = None
+    cadence_seconds: float | None = None
+    cadence_seconds: float | None = None
 
 
 def aligned_blocks(start: int, stop: int, n: int, block: int) -> tuple[int, int]:

@@ -20,43 +20,54 @@ rates: ``seasonal=25`` (a wider seasonal smoother absorbs less of a spike into
 the seasonal component: on 1e6 samples with period 200, the median spike
 keeps 71% of its size in the residual with 7 and 92% with 25) and ``inner_iter=2``.
 
-Non-finite samples are never flagged; for the decomposition they are replaced
-by the nearest finite sample of the same phase (``i -+ period``, ``i -+ 2
-period``), else 0, which depends only on samples within two periods.
+Missing samples (NaN, and inf taken as NaN) are never flagged: the
+decomposition treats them as missing values (``stl_decompose``'s rule: weight 0
+in the Loess fits, components estimated there too, NaN residual), and each MAD
+block's scale uses its available residuals only.
+
+Several periods (``periods``): MSTL (``mstl_decompose``) instead of STL, halo
+``mstl_radius``.  No period given, recorded or evident: a decomposition
+without a seasonal component (the trend Loess alone, ``trend_decompose``).
+
+Segments.  A chunk's MAD blocks are decomposed in segments fixed in absolute
+index (``[k * S, (k + 1) * S)``, ``S`` a multiple of ``block``), each over the
+same window whatever the chunking, so chunked == whole holds bit for bit for
+any input, missing values included; for complete data the halo makes every
+segment equal the whole-series decomposition as well.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numba import njit
 
-from consumer.detectors.base import MAD_TO_SIGMA, Detector, SeriesInfo, aligned_blocks
-from consumer.kernels.stl import stl_alignment, stl_decompose, stl_default_lengths, stl_radius
-from shared.params import ParamError, Params, boolean, integer, number, optional, param
+from consumer.detectors.base import MAD_TO_SIGMA, Detector, SeriesInfo
+from consumer.kernels.stl import (
+    stl_alignment,
+    stl_decompose,
+    stl_default_lengths,
+    stl_radius,
+    trend_decompose,
+)
+from shared.params import (
+    ParamError,
+    Params,
+    ParamTypeError,
+    boolean,
+    integer,
+    number,
+    optional,
+    param,
+)
 
 PERIOD_PREFIX = 1 << 20  # samples used to estimate a missing period
 SEGMENT = 1 << 18  # samples per decomposition (bounds per-thread memory)
-
-
-@njit(cache=True, nogil=True)
-def _fill_nonfinite(x, period):
-    """Copy of ``x`` with non-finite samples replaced by a same-phase neighbour (else 0)."""
-    y = x.copy()
-    n = x.shape[0]
-    for i in range(n):
-        if not math.isfinite(x[i]):
-            v = 0.0
-            for k in (-period, period, -2 * period, 2 * period):
-                j = i + k
-                if 0 <= j < n and math.isfinite(x[j]):
-                    v = x[j]
-                    break
-            y[i] = v
-    return y
 
 
 @njit(cache=True, nogil=True)
@@ -73,16 +84,24 @@ def _flag_blocks(x, resid, x0, start, stop, block, threshold, idx, score, dense)
         lo = b * block
         hi = min(lo + block, n_end)
         r = resid[lo - x0 : hi - x0]
-        med = np.median(r)
-        mad = np.median(np.abs(r - med))
-        scale = MAD_TO_SIGMA * mad
+        fin = np.isfinite(r)
+        if not fin.all():
+            r = r[fin]  # missing samples: the scale of the available residuals
+        if r.shape[0] == 0:
+            scale = np.nan  # nothing available: nothing flagged
+        else:
+            med = np.median(r)
+            mad = np.median(np.abs(r - med))
+            scale = MAD_TO_SIGMA * mad
         for j in range(max(lo, start), min(hi, stop)):
             a = abs(resid[j - x0])
-            finite = math.isfinite(x[j - x0])
+            finite = math.isfinite(x[j - x0]) and math.isfinite(a)
             if scale > 0.0:
                 sc = a / scale
-            else:
+            elif scale == 0.0:
                 sc = 0.0 if a == 0.0 else np.inf
+            else:
+                sc = np.nan
             if finite and sc > threshold:
                 idx[nflag] = j
                 score[nflag] = sc
@@ -146,6 +165,71 @@ def estimate_period(x: np.ndarray, max_period: int | None = None) -> int | None:
     return lag if lag >= 2 else None
 
 
+def _default_periods(series: SeriesInfo) -> tuple[int, ...]:
+    """The recorded seasonality period(s), else one estimated from the series' first
+    samples, else ``()``: no seasonal component."""
+    rec = series.seasonality_period
+    if rec is not None:
+        out = []
+        for period in rec if isinstance(rec, (list, tuple)) else [rec]:
+            period = float(period)
+            if not period.is_integer():
+                raise ParamError(
+                    "period",
+                    f"is required: the stream's seasonality period {period:g} is not an integer",
+                )
+            out.append(int(period))
+        return tuple(sorted(set(out)))
+    prefix = series.prefix(PERIOD_PREFIX) if series.prefix is not None else np.empty(0)
+    period = estimate_period(prefix)
+    if period is None:
+        return ()
+    if series.log is not None:
+        series.log(f"stl: estimated period {period} from the first {len(prefix)} samples")
+    return (period,)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h|d|w)\s*$")
+_UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+NO_SEASON_TREND = 101  # trend Loess length when the series has no seasonality
+
+
+def _period_value(name: str, value: Any) -> int | str:
+    """A period: an integer >= 2 (samples) or a duration such as ``"1d"``, ``"30min"``."""
+    if isinstance(value, str):
+        if not _DURATION.match(value):
+            raise ParamError(
+                name,
+                f'must be an integer >= 2 or a duration like "1d", "12h", "30min", not {value!r}',
+            )
+        return value
+    return integer(2)(name, value)
+
+
+def _periods_rule(name: str, value: Any) -> tuple[int | str, ...]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ParamTypeError(name, f"must be a non-empty list of periods, not {value!r}")
+    out = tuple(_period_value(name, v) for v in value)
+    dup = [v for v in out if out.count(v) > 1]
+    if dup:
+        raise ParamError(name, f"must be distinct, got {dup[0]!r} twice")
+    return out
+
+
+def _windows_rule(name: str, value: Any) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ParamTypeError(name, f"must be a non-empty list of odd integers, not {value!r}")
+    return tuple(integer(3, odd=True, what="an odd integer >= 3")(name, v) for v in value)
+
+
+def duration_seconds(text: str) -> float:
+    """``"1d"``, ``"12h"``, ``"30min"`` (or ``"30m"``), ``"90s"``, ``"1w"`` in seconds."""
+    m = _DURATION.match(text)
+    if m is None:
+        raise ParamError("period", f'must be a duration like "1d", "12h", "30min", not {text!r}')
+    return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
 @dataclass(frozen=True)
 class StlParams(Params):
     """Parameters of the ``stl`` detector (names as in ``stl_decompose``).
@@ -153,10 +237,18 @@ class StlParams(Params):
     Parameters
     ----------
     period
-        Seasonal period in samples; None: the stream's recorded period, else
-        estimated from the first 2^20 samples.
+        Seasonal period: samples (an integer >= 2) or, for an input with
+        timestamps, a duration (``"1d"``, ``"7d"``, ``"1h"``, ``"30min"``).
+        None: the stream's recorded period, else one estimated from the first
+        2^20 samples, else no seasonal component (trend Loess only).
+    periods
+        Several periods (samples or durations): MSTL; excludes ``period``.
+    windows, iterate
+        MSTL's seasonal smoother lengths (None: ``seasonal`` for every period)
+        and rounds.
     seasonal, trend, low_pass
-        Smoother lengths (odd; ``trend``/``low_pass`` None: STL's defaults).
+        Smoother lengths (odd; ``trend``/``low_pass`` None: STL's defaults;
+        without seasonality ``trend`` defaults to 101).
     robust, inner_iter, outer_iter
         Robust fitting and iteration counts (``outer_iter`` None: 15 if robust, else 0).
     threshold
@@ -165,8 +257,11 @@ class StlParams(Params):
         Samples per MAD block, aligned to the absolute index (>= 16).
     """
 
-    period: int | None = param(None, optional(integer()))
-    seasonal: int = param(25, integer())
+    period: int | str | None = param(None, optional(_period_value))
+    periods: tuple[int | str, ...] | None = param(None, optional(_periods_rule))
+    windows: tuple[int, ...] | None = param(None, optional(_windows_rule))
+    iterate: int = param(2, integer(1))
+    seasonal: int = param(25, integer(3, odd=True, what="an odd integer >= 3"))
     trend: int | None = param(None, optional(integer()))
     low_pass: int | None = param(None, optional(integer()))
     robust: bool = param(False, boolean())
@@ -175,52 +270,108 @@ class StlParams(Params):
     threshold: float = param(3.0, number(above=0))
     block: int = param(1 << 16, integer(16))
 
+    def check(self) -> None:
+        """``period`` and ``periods`` exclude each other; one window per period."""
+        if self.period is not None and self.periods is not None:
+            raise ParamError("periods", "and 'period' cannot both be given")
+        if self.windows is not None:
+            if self.periods is None:
+                raise ParamError("windows", "needs 'periods' (several seasonal periods)")
+            if len(self.windows) != len(self.periods):
+                raise ParamError(
+                    "windows",
+                    f"must give one window per period ({len(self.periods)}), "
+                    f"got {len(self.windows)}",
+                )
+
 
 class StlDetector(Detector):
-    """STL (Cleveland et al. 1990) residual detector with a block-wise MAD scale."""
+    """STL (Cleveland et al. 1990) residual detector with a block-wise MAD scale.
+
+    Three modes: one period (STL), several (MSTL), none (trend Loess only).
+    """
 
     name = "stl"
     Params = StlParams
 
     def __init__(self, params: StlParams, series: SeriesInfo) -> None:
         n = series.num_samples
-        period = params.period if params.period is not None else _default_period(series)
-        if n < 2 * period:
-            raise ParamError(
-                "period",
-                f"({period}) is too long: the series ({n} samples) must span at least two "
-                f"periods ({2 * period} samples)",
-            )
-        # stl_radius validates the smoother lengths as stl_decompose does (odd, > period...).
-        self.radius = stl_radius(
-            period, params.seasonal, params.trend, params.low_pass, 1, 1, 1, params.inner_iter
-        )
-        self.radius += 2 * period  # reach of the non-finite fill
-        trend, low_pass = stl_default_lengths(
-            period, params.seasonal, params.trend, params.low_pass
-        )
+        periods = _resolve_periods(params, series)
+        for p in periods:
+            if n < 2 * p:
+                raise ParamError(
+                    "periods" if params.periods is not None else "period",
+                    f"({p}) is too long: the series ({n} samples) must span at least two "
+                    f"periods ({2 * p} samples)",
+                )
         outer = params.outer_iter if params.outer_iter is not None else 15
-        resolved = dataclasses.replace(
-            params,
-            period=period,
-            trend=trend,
-            low_pass=low_pass,
-            outer_iter=outer if params.robust else 0,
-        )
+        outer = outer if params.robust else 0
+        self.mode = "stl" if len(periods) == 1 else ("mstl" if periods else "trend")
+        if self.mode == "trend":
+            trend = params.trend if params.trend is not None else NO_SEASON_TREND
+            integer(3, odd=True, what="an odd integer >= 3")("trend", trend)
+            if n < trend:
+                trend = max(3, n - 1 if n % 2 == 0 else n)
+            self.radius = trend
+            resolved = dataclasses.replace(
+                params, period=None, periods=None, trend=trend, outer_iter=outer
+            )
+            self.align = 1
+            if series.log is not None:
+                series.log(
+                    f"stl: no seasonality recorded or evident; decomposing without a seasonal "
+                    f"component (trend Loess of {trend} samples)"
+                )
+        elif self.mode == "stl":
+            period = periods[0]
+            # stl_radius validates the smoother lengths as stl_decompose does (odd, > period...).
+            self.radius = stl_radius(
+                period, params.seasonal, params.trend, params.low_pass, 1, 1, 1, params.inner_iter
+            )
+            trend, low_pass = stl_default_lengths(
+                period, params.seasonal, params.trend, params.low_pass
+            )
+            resolved = dataclasses.replace(
+                params,
+                period=period,
+                periods=None,
+                trend=trend,
+                low_pass=low_pass,
+                outer_iter=outer,
+            )
+            self.align = stl_alignment(period, 1, 1, 1)
+        else:
+            from consumer.kernels.mstl import mstl_alignment, mstl_periods, mstl_radius
+
+            windows = params.windows
+            if windows is None:
+                windows = (params.seasonal,) * len(periods)
+            else:  # windows follow the periods as given, then both are sorted
+                windows = tuple(w for _, w in sorted(zip(periods, windows, strict=True)))
+            ps, ws = mstl_periods(sorted(periods), list(windows), n)
+            kw = self._mstl_stl_kwargs(params, outer)
+            self.radius = mstl_radius(ps, ws, params.iterate, kw)
+            self.align = mstl_alignment(ps, kw)
+            resolved = dataclasses.replace(
+                params, period=None, periods=ps, windows=ws, outer_iter=outer
+            )
         super().__init__(resolved, series)
         self.p = resolved
-        self.align = stl_alignment(period, 1, 1, 1)
+        # Segments of whole MAD blocks, fixed in absolute index (bounds per-thread memory).
+        self.step = (
+            resolved.block
+            if resolved.robust
+            else max(resolved.block, SEGMENT // resolved.block * resolved.block)
+        )
 
-    def _stl_kwargs(self) -> dict:
-        p = self.p
+    @staticmethod
+    def _mstl_stl_kwargs(p: StlParams, outer: int) -> dict:
         return {
-            "period": p.period,
-            "seasonal": p.seasonal,
             "trend": p.trend,
             "low_pass": p.low_pass,
             "robust": p.robust,
             "inner_iter": p.inner_iter,
-            "outer_iter": p.outer_iter,
+            "outer_iter": outer,
         }
 
     def _window(self, lo: int, hi: int) -> tuple[int, int]:
@@ -230,27 +381,75 @@ class StlDetector(Detector):
         we = min(self.num_samples, hi + self.radius)
         return ws, we
 
+    def _segments(self, start: int, stop: int) -> tuple[int, int]:
+        """The fixed segments ``[k * step, (k + 1) * step)`` covering ``[start, stop)``."""
+        lo = start // self.step * self.step
+        return lo, min(self.num_samples, -(-stop // self.step) * self.step)
+
     def window_for(self, start: int, stop: int) -> tuple[int, int]:
-        """MAD blocks overlapping ``[start, stop)``, extended by the STL radius."""
-        return self._window(*aligned_blocks(start, stop, self.num_samples, self.p.block))
+        """The segments over ``[start, stop)``'s MAD blocks, extended by the halo."""
+        return self._window(*self._segments(start, stop))
+
+    def _decompose(self, seg: np.ndarray, ws: int) -> np.ndarray:
+        """Residuals of one segment window (all NaN where nothing can be decomposed)."""
+        p = self.p
+        n_total = self.num_samples
+        nan = np.isnan(seg)
+        if nan.any():
+            if nan.all():
+                return np.full(seg.shape[0], np.nan)
+            for q in [p.period] if self.mode == "stl" else (p.periods or ()):
+                pad = (-seg.shape[0]) % q
+                have = np.concatenate([~nan, np.zeros(pad, bool)]).reshape(-1, q).any(axis=0)
+                if not have.all():  # a phase with no available sample in this window
+                    return np.full(seg.shape[0], np.nan)
+        if self.mode == "trend":
+            return trend_decompose(
+                seg, p.trend, 1, p.robust, p.outer_iter, offset=ws, total_length=n_total
+            )[2]
+        if self.mode == "stl":
+            return stl_decompose(
+                seg,
+                p.period,
+                p.seasonal,
+                p.trend,
+                p.low_pass,
+                robust=p.robust,
+                inner_iter=p.inner_iter,
+                outer_iter=p.outer_iter,
+                threads=1,
+                offset=ws,
+                total_length=n_total,
+            )[2]
+        from consumer.kernels.mstl import mstl_decompose
+
+        return mstl_decompose(
+            seg,
+            list(p.periods),
+            list(p.windows),
+            p.iterate,
+            self._mstl_stl_kwargs(p, p.outer_iter),
+            threads=1,
+            offset=ws,
+            total_length=n_total,
+        )[2]
 
     def process(self, data, data_start, start, stop, dense):
-        """STL residuals of the MAD blocks over their windows, then the block-wise flags."""
+        """Residuals of the segments over their windows, then the block-wise flags."""
         x = data if data.dtype == np.float64 else data.astype(np.float64)
+        if not np.isfinite(x).all():
+            x = np.where(np.isfinite(x), x, np.nan)  # inf: missing too
         p = self.p
         idx, sc, d = self._buffers(stop - start, dense)
-        kw = self._stl_kwargs()
-        lo, hi = aligned_blocks(start, stop, self.num_samples, p.block)
+        lo, hi = self._segments(start, stop)
         resid = np.empty(hi - lo)
         # Robust: one decomposition per MAD block, so the robustness median is that of a
-        # fixed, index-aligned window.  Otherwise: segments of whole blocks, small enough
-        # to bound each worker's memory (any segmentation gives the same residuals).
-        step = p.block if p.robust else max(p.block, SEGMENT // p.block * p.block)
-        for b0 in range(lo, hi, step):
-            b1 = min(hi, b0 + step)
+        # fixed, index-aligned window.  Either way every segment is fixed in absolute
+        # index, so its residuals do not depend on the chunking.
+        for b0 in range(lo, hi, self.step):
+            b1 = min(hi, b0 + self.step)
             ws, we = self._window(b0, b1)
-            seg = _fill_nonfinite(x[ws - data_start : we - data_start], p.period)
-            r = stl_decompose(seg, **kw, threads=1, offset=ws, total_length=self.num_samples)[2]
+            r = self._decompose(x[ws - data_start : we - data_start], ws)
             resid[b0 - lo : b1 - lo] = r[b0 - ws : b1 - ws]
         k = _flag_blocks(
             x[lo - data_start : hi - data_start],
@@ -267,24 +466,41 @@ class StlDetector(Detector):
         return self._result(idx, sc, d, k, dense)
 
 
-def _default_period(series: SeriesInfo) -> int:
-    """The recorded seasonality period, else one estimated from the series' first samples."""
-    if series.seasonality_period is not None:
-        period = float(series.seasonality_period)
-        if period.is_integer():
-            return int(period)
+def _to_samples(name: str, value: int | str, series: SeriesInfo) -> int:
+    """A period in samples; a duration needs the input's cadence."""
+    if not isinstance(value, str):
+        return int(value)
+    seconds = duration_seconds(value)
+    if series.cadence_seconds is None:
         raise ParamError(
-            "period",
-            f"is required: the stream's seasonality period {period:g} is not an integer",
+            name,
+            f"{value!r} is a duration, which needs an input with timestamps; "
+            f"give the period in samples",
         )
-    prefix = series.prefix(PERIOD_PREFIX) if series.prefix is not None else np.empty(0)
-    period = estimate_period(prefix)
-    if period is None:
+    samples = seconds / float(series.cadence_seconds)
+    k = round(samples)
+    if k < 2:
         raise ParamError(
-            "period",
-            f"is required: none was given and no period is evident in the first "
-            f"{len(prefix)} samples",
+            name,
+            f"{value!r} is under two samples at this input's cadence of "
+            f"{series.cadence_seconds:g} s",
         )
-    if series.log is not None:
-        series.log(f"stl: estimated period {period} from the first {len(prefix)} samples")
-    return period
+    if abs(samples - k) > 1e-6 * samples:
+        raise ParamError(
+            name,
+            f"{value!r} is not a whole number of samples at this input's cadence of "
+            f"{series.cadence_seconds:g} s ({samples:g})",
+        )
+    return k
+
+
+def _resolve_periods(params: StlParams, series: SeriesInfo) -> tuple[int, ...]:
+    """The periods in samples: given, recorded, estimated, or () for no seasonality."""
+    if params.periods is not None:
+        ps = tuple(_to_samples("periods", v, series) for v in params.periods)
+        if len(set(ps)) != len(ps):
+            raise ParamError("periods", f"must be distinct, got {list(ps)} in samples")
+        return ps
+    if params.period is not None:
+        return (_to_samples("period", params.period, series),)
+    return _default_periods(series)

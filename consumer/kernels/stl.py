@@ -98,7 +98,14 @@ from numba import njit, prange
 
 from shared.params import ParamError, Rule, integer
 
-__all__ = ["STLResult", "stl_alignment", "stl_decompose", "stl_default_lengths", "stl_radius"]
+__all__ = [
+    "STLResult",
+    "stl_alignment",
+    "stl_decompose",
+    "stl_default_lengths",
+    "stl_radius",
+    "trend_decompose",
+]
 
 # Outputs per block of the FIR convolutions (8 KiB of float64: the block and
 # the input it reads stay in L1) and of the restarted running sums.  The block
@@ -1117,6 +1124,41 @@ def _stl_kernel(y, cfg, nt, offset, total, season, trend, resid, c, ds, rw, klp,
             userw = True
 
 
+@njit(cache=True, nogil=True)
+def _trend_kernel(y, length, deg, no, missing, rng, season, trend, resid, rw, kt):
+    """No seasonal component: the trend Loess (step 6) alone, ``no`` robustness iterations.
+
+    ``season`` is all zeros; the remainder ``resid = y - trend`` (NaN where ``y``
+    is missing).  The same smoother, missing-value rule and robustness weights
+    as :func:`_stl_kernel`.
+    """
+    n = y.shape[0]
+    zero = 0 * n
+    userw = missing
+    for k in range(no + 1):
+        _smooth(
+            y,
+            rw,
+            userw,
+            n,
+            length,
+            deg,
+            zero + 1,
+            rng,
+            trend,
+            zero + 1,
+            zero + _EPI_REMAINDER,
+            y,
+            season,
+            zero,
+            resid,
+            kt,
+        )
+        if k < no:
+            _robustness_weights(y, season, trend, rw, missing)
+            userw = True
+
+
 # --------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------
@@ -1563,3 +1605,54 @@ def stl_alignment(
     if sj > 1:
         a = math.lcm(a, p * sj)
     return a
+
+
+def trend_decompose(
+    x: np.ndarray,
+    trend: int = 101,
+    trend_deg: int = 1,
+    robust: bool = False,
+    outer_iter: int | None = None,
+    *,
+    offset: int = 0,
+    total_length: int | None = None,
+) -> STLResult:
+    """A decomposition without a seasonal component: ``x = trend + resid``.
+
+    ``trend`` is STL's trend Loess (step 6 of the paper) of length ``trend``
+    (odd, >= 3) and degree ``trend_deg``, over the whole series in one pass;
+    with ``robust`` it is refitted ``outer_iter`` (default 15) times with
+    STL's bisquare robustness weights.  ``seasonal`` is all zeros.  Missing
+    values (NaN) follow :func:`stl_decompose`'s rule.  ``offset`` and
+    ``total_length`` as for :func:`stl_decompose`; a non-robust window
+    ``x[a:b]`` equals the whole series' result at every ``i`` with
+    ``a + R <= i < b - R`` for ``R = (trend - 1) // 2``.
+    """
+    length = _check(_SEASONAL, "trend", trend)
+    deg = _degree("trend_deg", trend_deg)
+    robust = bool(robust)
+    no = _check(
+        _AT_LEAST_0, "outer_iter", (15 if robust else 0) if outer_iter is None else outer_iter
+    )
+    arr = np.asarray(x)
+    if arr.ndim != 1:
+        raise ParamError("x", f"must be one-dimensional, got shape {arr.shape}")
+    if arr.dtype.kind not in "biuf":
+        raise ParamError("x", f"must hold real numbers, got dtype {arr.dtype}")
+    y = np.ascontiguousarray(arr, dtype=np.float64)
+    n = y.shape[0]
+    if n < 2:
+        raise ParamError("x", f"must hold at least 2 samples, got {n}")
+    missing = _check_missing(y, 1)
+    off = _check(_AT_LEAST_0, "offset", offset)
+    total = off + n if total_length is None else _check(_AT_LEAST_1, "total_length", total_length)
+    if off + n > total:
+        raise ParamError("offset", f"+ len(x) must be <= total_length, got {off} + {n} > {total}")
+    rng = float(total - 1)
+    kt = _cached_end_kernel(length, deg, rng) if length < n else _NO_KERNEL
+    season = np.zeros(n)
+    trend_out = np.empty(n)
+    resid = np.empty(n)
+    rw = np.isfinite(y).astype(np.float64) if missing or no > 0 else np.ones(1)
+    _trend_kernel(y, length, deg, no, missing, rng, season, trend_out, resid, rw, kt)
+    return STLResult(season, trend_out, resid, rw if no > 0 else None)
