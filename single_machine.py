@@ -26,7 +26,7 @@ from typing import Any
 from shared.cli import OneLineParser
 from shared.errors import StreamError, UsageError
 from shared.metrics import read_metrics
-from shared.params import generation_params, parse_json_object, positive_int
+from shared.params import generation_params, parse_json_object, positive_float, positive_int
 from shared.stream import LABELS_SUFFIX, sibling
 
 DEFAULT_N = 20_000_000
@@ -69,12 +69,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float64")
     p.add_argument("--chunk_size", "--chunk-size", default=None)
     p.add_argument("--sync", action="store_true", help="producer writes strictly in order")
+    # replay of a real table instead of generation
+    p.add_argument(
+        "--replay",
+        help="replay this CSV / Parquet / Arrow table as the producer stream (no generation)",
+    )
+    p.add_argument("--column", help="--replay: the value column")
+    p.add_argument("--timestamp", help="--replay: the timestamp column")
+    p.add_argument("--rate", help="--replay: samples per second (default: as fast as possible)")
+    p.add_argument(
+        "--labels",
+        help="consumer --labels (with --replay: NAB windows JSON, start,end CSV or indices .npy)",
+    )
     # detection
     p.add_argument(
         "--detector",
-        default="stl",
+        default=None,
         choices=["zscore", "stl"],
-        help="consumer detector (default stl)",
+        help="consumer detector (default stl; zscore with --replay)",
     )
     p.add_argument("--params", help="detector JSON (default: threshold 5)")
     p.add_argument("--producer_threads", "--producer-threads", default=None)
@@ -128,7 +140,18 @@ class Plan:
 
 def plan(args: argparse.Namespace) -> Plan:
     """Validate everything, before any process starts or any file is made."""
-    n = positive_int("--num_samples", args.num_samples)
+    if args.detector is None:
+        args.detector = "zscore" if args.replay else "stl"
+    if args.replay:
+        if not args.column:
+            raise UsageError("--replay needs --column (the value column)")
+        if not Path(args.replay).exists():
+            raise UsageError(f"--replay: {args.replay}: no such file")
+        if args.rate:
+            positive_float("--rate", args.rate)
+    elif args.column or args.timestamp or args.rate:
+        raise UsageError("--column, --timestamp and --rate are for --replay")
+    n = positive_int("--num_samples", args.num_samples) if not args.replay else 0
     both = positive_int("--threads", args.threads) if args.threads else None
     pt = (
         positive_int("--producer_threads", args.producer_threads) if args.producer_threads else both
@@ -136,17 +159,21 @@ def plan(args: argparse.Namespace) -> Plan:
     ct = (
         positive_int("--consumer_threads", args.consumer_threads) if args.consumer_threads else both
     )
-    gen = generation_params(
-        seed=positive_int("--seed", args.seed, minimum=0),
-        type=args.type,
-        params=args.gen_params,
-        seasonality=args.seasonality or None,
-        trend=args.trend,
-        anomalies=args.anomalies or None,
-        cli=True,
-    )
+    gen = None
+    if not args.replay:
+        gen = generation_params(
+            seed=positive_int("--seed", args.seed, minimum=0),
+            type=args.type,
+            params=args.gen_params,
+            seasonality=args.seasonality or None,
+            trend=args.trend,
+            anomalies=args.anomalies or None,
+            cli=True,
+        )
     det_params = args.params if args.params is not None else DEFAULT_DETECTOR_PARAMS[args.detector]
     parse_json_object("--params", det_params)
+    if args.labels and not Path(args.labels).exists():
+        raise UsageError(f"--labels: {args.labels}: no such file")
     tmpdir = None if args.file else Path(tempfile.mkdtemp(prefix="tsstream-"))
     stream = Path(args.file) if args.file else tmpdir / "stream.npy"
     metrics = [sibling(stream, f".{side}.metrics.jsonl") for side in ("producer", "consumer")]
@@ -156,11 +183,29 @@ def plan(args: argparse.Namespace) -> Plan:
                 raise UsageError(f"{p} exists; pass --overwrite to replace it")
             p.unlink()
     plot = Path(args.plot) if args.plot else sibling(stream, ".throughput.png")
-    prod = _producer_command(args, n, stream, gen, metrics[0], pt)
+    if args.replay:
+        prod = _replay_command(args, stream, metrics[0])
+    else:
+        prod = _producer_command(args, n, stream, gen, metrics[0], pt)
     cons = _consumer_command(args, stream, det_params, metrics[1], ct)
-    if gen.anomalies:
+    if args.labels:
+        cons += ["--labels", str(Path(args.labels).resolve())]
+    elif gen is not None and gen.anomalies:
         cons += ["--labels", str(sibling(stream, LABELS_SUFFIX))]
     return Plan(n, stream, tmpdir, metrics[0], metrics[1], plot, prod, cons)
+
+
+def _replay_command(args, stream: Path, metrics: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "producer.replay", "--input", str(Path(args.replay).resolve())]
+    cmd += ["--column", args.column, "--file", str(stream), "--metrics", str(metrics)]
+    cmd += ["--quiet", "--time"] + ["--overwrite"] * args.overwrite
+    if args.timestamp:
+        cmd += ["--timestamp", args.timestamp]
+    if args.rate:
+        cmd += ["--rate", str(args.rate)]
+    if args.chunk_size:
+        cmd += ["--chunk_size", str(args.chunk_size)]
+    return cmd
 
 
 def _producer_command(args, n: int, stream: Path, gen, metrics: Path, threads) -> list[str]:
@@ -259,7 +304,7 @@ class _Progress:
 
 def report(pl: Plan, args: argparse.Namespace, pf: dict, cf: dict, wall: float) -> float | None:
     """Print the table of figures; return the pipeline span in seconds (or None)."""
-    n = pl.n
+    n = pl.n or cf.get("samples_total", cf.get("samples", 0))
     rows = [
         ("", "producer", "consumer"),
         ("samples", f"{pf.get('samples', 0):,}", f"{cf.get('samples', 0):,}"),
@@ -287,6 +332,16 @@ def report(pl: Plan, args: argparse.Namespace, pf: dict, cf: dict, wall: float) 
         f"  anomalies found: {cf.get('anomalies', 0):,} (detector {args.detector}, "
         f"params {json.dumps(cf.get('detector', {}))})"
     )
+    if "events" in cf:
+        ev = cf["events"]
+        print(
+            f"  against {ev['windows']} labelled windows: {ev['windows_detected']} detected, "
+            f"{ev['windows_missed']} missed, {ev['false_alarms']} false alarms "
+            f"({ev['false_alarms_per_1000']:.2f} per 1000 samples), median delay "
+            f"{ev['median_delay']} samples"
+        )
+    if "time_range" in cf:
+        print(f"  time range: {cf['time_range']['start']} .. {cf['time_range']['end']}")
     if "precision" in cf:
         print(
             f"  against {cf['labels']:,} injected labels: precision {cf['precision']:.4f}, "
@@ -320,18 +375,21 @@ def run(args: argparse.Namespace) -> int:
     pf, cf = _figures(outputs["producer"][0]), _figures(outputs["consumer"][0])
     from shared.plot import render_throughput
 
-    title = f"{pl.n:,} samples, detector {args.detector}"
+    n = pl.n or cf.get("samples_total", 0)
+    title = f"{n:,} samples, detector {args.detector}"
+    if args.replay:
+        title = f"replay of {Path(args.replay).name}, detector {args.detector}"
     render_throughput([pl.prod_metrics, pl.cons_metrics], pl.plot, title=title)
     span = report(pl, args, pf, cf, wall)
     _clean_up(pl, args)
     if args.time:
         figures = {
-            "samples": pl.n,
+            "samples": n,
             "detector": args.detector,
             "wall_seconds": round(wall, 4),
-            "wall_samples_per_s": pl.n / wall,
+            "wall_samples_per_s": n / wall,
             "pipeline_seconds": round(span, 4) if span else None,
-            "pipeline_samples_per_s": pl.n / span if span else None,
+            "pipeline_samples_per_s": n / span if span else None,
             "producer": pf,
             "consumer": cf,
         }

@@ -18,17 +18,45 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="consumer",
         description="Detect anomalies in a producer stream (tailing it while it is written), "
-        "a plain .npy file, or a raw float file.",
+        "a plain .npy file, a raw float file, or a CSV / Parquet / Arrow table.",
     )
-    p.add_argument("--file", required=True, help="stream .npy (or plain .npy, or raw with --raw)")
+    p.add_argument(
+        "--file",
+        required=True,
+        help="stream .npy (or plain .npy, raw with --raw, .csv, .parquet or a Parquet "
+        "dataset folder, .arrow/.feather)",
+    )
+    p.add_argument("--column", help="table inputs: the value column")
+    p.add_argument(
+        "--timestamp", help="table inputs: the timestamp column (rows go on its time grid)"
+    )
+    p.add_argument("--format", help="csv, parquet, arrow or npy (default: from the suffix)")
+    p.add_argument(
+        "--max-irregular",
+        "--max_irregular",
+        default="0.01",
+        help="fraction of rows that may be out of order, duplicated or off the grid and "
+        "are repaired (default 0.01; 0: any is an error)",
+    )
+    p.add_argument("--series", help="table inputs: where the series is read to (<stem>.series.npy)")
     p.add_argument("--type", default="zscore", help="detector: zscore or stl")
     p.add_argument("--params", help='detector JSON, e.g. \'{"window": 1000, "threshold": 4}\'')
     p.add_argument("--threads", default=None, help="worker threads (default: all cores)")
     p.add_argument("--out", help="Parquet output (default <stem>.anomalies.parquet)")
     p.add_argument("--indices", help="sorted int64 indices .npy (default <stem>.anomalies.npy)")
     p.add_argument("--scores", help="also write dense float32 scores to this .npy")
+    p.add_argument(
+        "--score-scale",
+        "--score_scale",
+        default="raw",
+        help="--scores: raw (the detector's score) or unit (its map into [0, 1])",
+    )
     p.add_argument("--summary", help="summary JSON (default <stem>.summary.json)")
-    p.add_argument("--labels", help="labelled indices .npy: adds precision/recall/F1")
+    p.add_argument(
+        "--labels",
+        help="labelled indices .npy (precision/recall/F1), or windows: NAB's "
+        "combined_windows.json or a start,end CSV (event figures)",
+    )
     p.add_argument(
         "--tolerance",
         default=None,
@@ -101,12 +129,26 @@ def _config(args: argparse.Namespace) -> ConsumerConfig:
     """The run's settings from the flags, validated (errors name the flags)."""
     if args.overwrite and args.resume:
         raise UsageError("--overwrite and --resume contradict each other")
+    from consumer.inputs import input_format
+
+    table = not args.raw and input_format(args.file, args.format) != "npy"
+    if Path(args.file).is_dir() and not (args.column or args.format):
+        table = False  # a folder is a Parquet dataset only when a column is asked for
+    if args.series and not table:
+        raise UsageError("--series is for CSV, Parquet and Arrow inputs")
+    if args.score_scale not in ("raw", "unit"):
+        raise UsageError(f"--score-scale must be raw or unit, not {args.score_scale!r}")
+    if args.score_scale != "raw" and not args.scores:
+        raise UsageError("--score-scale applies to --scores: give --scores PATH")
+    max_irregular = _fraction("--max-irregular", args.max_irregular)
     paths = OutputPaths.for_input(
         Path(args.file),
         out=args.out,
         indices=args.indices,
         summary=args.summary,
         scores=args.scores,
+        series=args.series,
+        table=table,
     )
     return ConsumerConfig(
         type=args.type,
@@ -124,8 +166,24 @@ def _config(args: argparse.Namespace) -> ConsumerConfig:
         resume=args.resume,
         overwrite=args.overwrite,
         wait_s=positive_float("--wait", args.wait) if args.wait not in ("0", "0.0") else 0.0,
+        column=args.column,
+        timestamp=args.timestamp,
+        format=args.format,
+        max_irregular=max_irregular,
+        score_scale=args.score_scale,
         cli=True,
     )
+
+
+def _fraction(name: str, text: str) -> float:
+    """A number in [0, 1]."""
+    try:
+        f = float(text)
+    except ValueError:
+        raise UsageError(f"{name} must be a number in [0, 1], not {text!r}") from None
+    if not 0 <= f <= 1:
+        raise UsageError(f"{name} must be a number in [0, 1], not {text}")
+    return f
 
 
 def _summary_line(summary: dict, parquet: Path) -> str:
@@ -135,6 +193,16 @@ def _summary_line(summary: dict, parquet: Path) -> str:
             f", precision {summary['precision']:.3f} recall {summary['recall']:.3f} "
             f"F1 {summary['f1']:.3f}"
         )
+    if "events" in summary:
+        ev = summary["events"]
+        delay = ev["median_delay"]
+        extra += (
+            f", windows {ev['windows_detected']}/{ev['windows']} detected, "
+            f"{ev['false_alarms']} false alarms ({ev['false_alarms_per_1000']:.2f} per 1000)"
+            + (f", median delay {delay:g} samples" if delay is not None else "")
+        )
+    if "time_range" in summary:
+        extra += f", {summary['time_range']['start']} .. {summary['time_range']['end']}"
     partial = " (partial: stream incomplete)" if summary["status"] == "partial" else ""
     return (
         f"consumer: {summary['samples']} samples{partial} in {summary['seconds']:.2f} s: "

@@ -9,6 +9,7 @@ in chunk order.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -23,10 +24,20 @@ import numpy as np
 from consumer.checkpoint import Checkpoint, Progress
 from consumer.detectors.base import ChunkResult, Detector, SeriesInfo
 from consumer.detectors.registry import make_detector
+from consumer.events import check_windows_file, event_figures, labels_kind, load_windows
+from consumer.inputs import (
+    Conversion,
+    TableOptions,
+    TimeGrid,
+    convert,
+    input_format,
+    source_signature,
+)
 from consumer.sink import INDEX_HEADER_LEN, Outputs, label_figures
 from consumer.tail import Tail
 from shared.errors import FormatError, ProducerFailed, StopRequest, StreamError, UsageError
 from shared.stream import (
+    DEFAULT_CHUNK_SIZE,
     StreamReader,
     atomic_write_json,
     check_output_path,
@@ -45,6 +56,7 @@ class OutputPaths:
     summary: Path
     checkpoint: Path
     scores: Path | None
+    series: Path | None = None  # the float64 series read from a table input
 
     @classmethod
     def for_input(
@@ -55,23 +67,33 @@ class OutputPaths:
         indices: str | None = None,
         summary: str | None = None,
         scores: str | None = None,
+        series: str | None = None,
+        table: bool = False,
     ) -> OutputPaths:
-        """Paths beside ``file`` (``<stem>.anomalies.npy`` ...) unless given."""
+        """Paths beside ``file`` (``<stem>.anomalies.npy`` ...) unless given.
+
+        ``table``: the input is a CSV / Parquet / Arrow table, read into a series
+        file (``series``, default ``<stem>.series.npy`` beside the indices).
+        """
+        if table and not series:
+            series = str(sibling(Path(indices) if indices else file, ".series.npy"))
         return cls(
             indices=Path(indices) if indices else sibling(file, ".anomalies.npy"),
             parquet=Path(out) if out else sibling(file, ".anomalies.parquet"),
             summary=Path(summary) if summary else sibling(file, ".summary.json"),
             checkpoint=sibling(Path(indices) if indices else file, ".consumer.json"),
             scores=Path(scores) if scores else None,
+            series=Path(series) if series else None,
         )
 
     def all(self) -> list[Path]:
         """Every output path of the run."""
+        series = (self.series, sidecar_path(self.series)) if self.series else ()
         return [
             p
             for p in (self.indices, self.parquet, self.summary, self.checkpoint, self.scores)
             if p is not None
-        ]
+        ] + list(series)
 
 
 def load_labels(path: str | os.PathLike[str]) -> np.ndarray:
@@ -112,6 +134,13 @@ class ConsumerConfig:
         Continue from the checkpoint / replace existing outputs.
     wait_s
         Wait up to this long for the stream to appear (start before the producer).
+    column, timestamp, format, max_irregular
+        For a CSV / Parquet / Arrow input: the value column, the timestamp column (or
+        None: one sample per row), the format (None: from the suffix) and the fraction
+        of irregular rows that may be repaired (see ``consumer.inputs``).
+    score_scale
+        ``"raw"`` (the detector's dense score) or ``"unit"`` (its map into [0, 1])
+        for the dense scores file.
     cli
         Word parameter errors for the command line rather than the Python API.
     """
@@ -129,6 +158,11 @@ class ConsumerConfig:
     resume: bool = False
     overwrite: bool = False
     wait_s: float = 0.0
+    column: str | None = None
+    timestamp: str | None = None
+    format: str | None = None
+    max_irregular: float = 0.01
+    score_scale: str = "raw"
     cli: bool = False
 
 
@@ -145,10 +179,13 @@ class Hooks:
 class _Worker:
     """Per-thread read buffer + detector call."""
 
-    def __init__(self, reader: StreamReader, detector: Detector, dense: bool) -> None:
+    def __init__(
+        self, reader: StreamReader, detector: Detector, dense: bool, unit: bool = False
+    ) -> None:
         self.reader = reader
         self.detector = detector
         self.dense = dense
+        self.unit = unit
         self.local = threading.local()
 
     def __call__(self, chunk: int) -> ChunkResult:
@@ -161,6 +198,9 @@ class _Worker:
         data = self.reader.read_into(ws, we, buf)
         idx, scores, dense = self.detector.process(data, ws, start, stop, self.dense)
         values = data[idx - ws].astype(np.float64)
+        if self.unit and dense is not None:
+            dense = self.detector.unit_scores(dense)
+            dense[~np.isfinite(data[start - ws : stop - ws])] = np.nan  # missing: NaN
         return ChunkResult(chunk, start, stop, idx, values, scores, dense)
 
 
@@ -203,6 +243,9 @@ class _ConsumerRun:
     def __init__(self, file: Path, config: ConsumerConfig, hooks: Hooks) -> None:
         self.file, self.config, self.hooks = file, config, hooks
         self.threads = config.threads or os.cpu_count() or 1
+        if config.score_scale not in ("raw", "unit"):
+            raise UsageError(f"--score-scale must be raw or unit, not {config.score_scale!r}")
+        self.table = _is_table(file, config)
         if config.wait_s > 0:
             # numba's first use costs about 0.5 s (mostly setting up its compiler state):
             # pay it while the producer starts up, not after its stream appears.
@@ -210,26 +253,86 @@ class _ConsumerRun:
 
             preload()
             _wait_for_stream(file, config.labels, config.wait_s, hooks.stop)
-        self.reader = StreamReader(file, raw_dtype=config.raw_dtype, chunk_size=config.chunk_size)
-        self.detector = self._make_detector()
-        self.paths = config.paths or OutputPaths.for_input(file)
-        self.outputs = self._open_outputs()
+        self.paths = config.paths or OutputPaths.for_input(file, table=self.table)
+        if self.table and self.paths.series is None:
+            self.paths.series = OutputPaths.for_input(file, table=True).series
+        if config.labels is not None and labels_kind(config.labels) == "windows":
+            check_windows_file(config.labels, self._labels_source_hint())
+        self.conversion = self._read_table() if self.table else None
+        try:
+            data = self.paths.series if self.table else file
+            self.reader = StreamReader(
+                data, raw_dtype=config.raw_dtype, chunk_size=config.chunk_size
+            )
+            doc = self.reader.doc
+            self.grid = TimeGrid.from_json(doc.get("time")) if doc else None
+            self.detector = self._make_detector()
+            self.outputs = self._open_outputs()
+        except BaseException:
+            if self.conversion is not None:  # nothing else was written: leave no trace
+                for p in self._series_paths():
+                    p.unlink(missing_ok=True)
+            raise
         self.status = "complete"
         self.error: BaseException | None = None
 
+    def _read_table(self) -> Conversion | None:
+        """Read a CSV / Parquet / Arrow input into the series file (refusing to clobber)."""
+        config, paths = self.config, self.paths
+        assert paths.series is not None
+        if config.column is None:
+            raise UsageError(f"{self.file}: a table input needs --column (the value column)")
+        for p in paths.all():
+            check_output_path(p)
+        if not config.resume and not config.overwrite:
+            for p in paths.all():
+                if p.exists():
+                    raise UsageError(f"{p} exists; pass --overwrite to replace it or --resume")
+        options = TableOptions(config.column, config.timestamp, config.format, config.max_irregular)
+        if config.resume and _series_matches(paths.series, self.file, options):
+            return None  # the series read by the interrupted run is still good
+        log = self.hooks.log
+        return convert(
+            self.file,
+            paths.series,
+            options,
+            chunk_size=config.chunk_size or DEFAULT_CHUNK_SIZE,
+            log=log,
+        )
+
     def _make_detector(self) -> Detector:
         reader, config = self.reader, self.config
-        period = (reader.generation.get("seasonality") or {}).get("period")
+        seas = reader.generation.get("seasonality") or {}
+        # Several seasonal components are recorded as a list: their periods, as a tuple.
+        period = tuple(c["period"] for c in seas) if isinstance(seas, list) else seas.get("period")
         series = SeriesInfo(
             reader.num_samples,
             seasonality_period=period,
             prefix=lambda n: _committed_prefix(reader, n),
             log=self.hooks.log,
+            cadence_seconds=self.grid.cadence_seconds if self.grid else None,
         )
         detector = make_detector(config.type, config.params, series, cli=config.cli)
         if config.tolerance is not None:
             detector.tolerance = config.tolerance
         return detector
+
+    def _labels_source_hint(self) -> Path:
+        """The file NAB's windows are looked up for, before the stream is opened."""
+        if self.table:
+            return self.file
+        try:
+            doc = json.loads(sidecar_path(self.file).read_text())
+            return Path(doc["source"]["path"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return self.file
+
+    def _labels_source(self) -> Path:
+        """The file whose path names the input in NAB's windows (a replay's original)."""
+        source = (self.reader.doc or {}).get("source") or {}
+        if not self.table and source.get("path"):
+            return Path(source["path"])
+        return self.file
 
     def _open_outputs(self) -> Outputs:
         reader, paths = self.reader, self.paths
@@ -240,11 +343,20 @@ class _ConsumerRun:
             "detector": self.detector.describe(),
             "scores": str(paths.scores) if paths.scores else None,
         }
+        if self.config.score_scale != "raw":
+            identity["score_scale"] = self.config.score_scale
+        if self.table:
+            identity["source"] = (reader.doc or {}).get("source")
         checkpoint = Checkpoint(paths.checkpoint, identity)
-        progress = _prepare_outputs(paths, checkpoint, self.config.resume, self.config.overwrite)
+        progress = _prepare_outputs(
+            paths, checkpoint, self.config.resume, self.config.overwrite, skip=self._series_paths()
+        )
         if self.config.labels is not None:
             # Validate now; read at the end, when the producer has written every label.
-            load_labels(self.config.labels)
+            if labels_kind(self.config.labels) == "points":
+                load_labels(self.config.labels)
+            else:
+                self._windows()
         if progress is None:
             # Checkpoint "nothing done" before any output exists, so that a crash before the
             # first publish can be resumed (the outputs would be refused without --overwrite).
@@ -257,6 +369,19 @@ class _ConsumerRun:
             scores=paths.scores,
             num_samples=reader.num_samples,
             resume=progress,
+            grid=self.grid,
+        )
+
+    def _series_paths(self) -> list[Path]:
+        """The series file and its sidecar, written just now by this run (not to be refused)."""
+        if not self.table or self.paths.series is None:
+            return []
+        return [self.paths.series, sidecar_path(self.paths.series)]
+
+    def _windows(self) -> np.ndarray:
+        assert self.config.labels is not None
+        return load_windows(
+            self.config.labels, self._labels_source(), self.grid, self.reader.num_samples
         )
 
     def run(self) -> dict[str, Any]:
@@ -265,6 +390,7 @@ class _ConsumerRun:
             hooks.on_start(self.reader, self.detector)
         self.already = outputs.samples_done
         dense = self.paths.scores is not None
+        unit = self.config.score_scale == "unit"
         tail = Tail(
             self.reader,
             self.detector,
@@ -278,7 +404,9 @@ class _ConsumerRun:
         inflight: dict[int, Future[ChunkResult]] = {}
         done: dict[int, ChunkResult] = {}
         try:
-            self._schedule(tail, pool, _Worker(self.reader, self.detector, dense), inflight, done)
+            self._schedule(
+                tail, pool, _Worker(self.reader, self.detector, dense, unit), inflight, done
+            )
         except BaseException as e:
             self.error = e
             if not isinstance(e, ProducerFailed):
@@ -337,8 +465,14 @@ class _ConsumerRun:
         if self.error is None:
             if self.config.labels is not None:
                 flags = np.load(self.paths.indices, mmap_mode="r")
-                labels = load_labels(self.config.labels)
-                final.update(label_figures(flags, labels, self.detector.tolerance))
+                if labels_kind(self.config.labels) == "points":
+                    labels = load_labels(self.config.labels)
+                    final.update(label_figures(flags, labels, self.detector.tolerance))
+                else:
+                    figures = event_figures(
+                        flags, self._windows(), self.reader.num_samples, self.grid
+                    )
+                    final["events"] = figures
             atomic_write_json(self.paths.summary, final, fsync=False)
         return final
 
@@ -367,9 +501,35 @@ class _ConsumerRun:
                 "scores": str(paths.scores) if paths.scores else None,
             },
         }
+        if self.config.score_scale != "raw":
+            s["score_scale"] = self.config.score_scale
+        if self.grid is not None:
+            s["time_range"] = self._time_range(outputs.samples_done)
+        if self.table:
+            doc = self.reader.doc or {}
+            s["input"] = {
+                "format": (doc.get("source") or {}).get("format"),
+                "rows": doc.get("rows"),
+                "missing_samples": doc.get("missing_samples"),
+                "irregular_rows": doc.get("irregular_rows"),
+                "series": str(self.paths.series),
+                "read_seconds": round(self.conversion.seconds, 4) if self.conversion else None,
+            }
         if self.error is not None:
             s["error"] = str(self.error)
         return s
+
+    def _time_range(self, done: int) -> dict[str, Any]:
+        """First and last timestamps of the series (and of the samples processed)."""
+        g, n = self.grid, self.reader.num_samples
+        assert g is not None
+        out: dict[str, Any] = {"start": g.format(0), "end": g.format(n - 1), "unit": g.unit}
+        out["cadence"] = g.cadence
+        if g.unit == "ns":
+            out["cadence_seconds"] = g.cadence_seconds
+        if 0 < done < n:
+            out["processed_until"] = g.format(done - 1)
+        return out
 
 
 def _committed_prefix(reader: StreamReader, n: int) -> np.ndarray:
@@ -408,14 +568,23 @@ def _wait_for_stream(
 
 
 def _prepare_outputs(
-    paths: OutputPaths, checkpoint: Checkpoint, resume: bool, overwrite: bool
+    paths: OutputPaths,
+    checkpoint: Checkpoint,
+    resume: bool,
+    overwrite: bool,
+    skip: list[Path] | None = None,
 ) -> Progress | None:
-    """Refuse to clobber; on --resume, validate and return the checkpoint's progress."""
+    """Refuse to clobber; on --resume, validate and return the checkpoint's progress.
+
+    ``skip``: outputs this run has already written (a table input's series).
+    """
     for p in paths.all():
         check_output_path(p)
     if not resume:
         if not overwrite:
             for p in paths.all():
+                if skip and p in skip:
+                    continue
                 if p.exists():
                     raise UsageError(f"{p} exists; pass --overwrite to replace it or --resume")
         return None
@@ -433,3 +602,34 @@ def _prepare_outputs(
     if paths.indices.stat().st_size < INDEX_HEADER_LEN + 8 * progress.indices:
         raise FormatError(f"{paths.indices}: shorter than the checkpoint")
     return progress
+
+
+def _is_table(file: Path, config: ConsumerConfig) -> bool:
+    """Whether ``file`` is a CSV / Parquet / Arrow input (by --format or its suffix)."""
+    if config.raw_dtype is not None:
+        return False
+    if file.is_dir() and not (config.column or config.format):
+        return False  # a folder is a Parquet dataset only when a column is asked for
+    fmt = input_format(file, config.format)
+    if fmt == "npy" and (config.column or config.timestamp):
+        if not file.is_dir() and file.suffix.lower() == ".npy":
+            raise UsageError(
+                f"{file}: --column and --timestamp are for CSV, Parquet and Arrow inputs"
+            )
+    return fmt != "npy"
+
+
+def _series_matches(series: Path, source: Path, options: TableOptions) -> bool:
+    """Whether ``series`` was read from ``source`` as it is now, with these options."""
+    try:
+        doc = json.loads(sidecar_path(series).read_text())
+    except (OSError, ValueError):
+        return False
+    if not series.exists() or not isinstance(doc, dict):
+        return False
+    src = doc.get("source") or {}
+    return (
+        src.get("path") == str(source.resolve())
+        and {k: src.get(k) for k in ("size", "mtime_ns")} == source_signature(source)
+        and doc.get("table") == options.to_json()
+    )

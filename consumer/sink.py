@@ -2,7 +2,8 @@
 
 * indices ``.npy``: sorted int64; data is appended, then the header's length is
   rewritten in place (fixed-size header), so a reader always sees a valid prefix;
-* Parquet (``index``, ``value``, ``score``; zstd; one row group per chunk):
+* Parquet (``index``, ``value``, ``score``, and ``timestamp`` after ``index``
+  when the input has a time grid; zstd; one row group per chunk):
   row groups are appended to a writer on a hidden work file and the public file
   is republished atomically (copy of the row groups + footer, then rename) at an
   adaptive interval that keeps republishing under ~10% of the run's time;
@@ -33,6 +34,19 @@ from shared.int64file import Int64File, padded_npy_header
 from shared.stream import atomic_write_json, npy_header, read_npy_header
 
 SCHEMA = pa.schema([("index", pa.int64()), ("value", pa.float64()), ("score", pa.float64())])
+
+
+def schema_for(grid: Any = None) -> pa.Schema:
+    """The rows' schema: ``SCHEMA``, with a ``timestamp`` column after ``index`` on a time grid.
+
+    ``timestamp`` is ``timestamp[ns]`` (UTC) for date-times, int64 for integer ticks.
+    """
+    if grid is None:
+        return SCHEMA
+    typ = pa.timestamp("ns") if grid.unit == "ns" else pa.int64()
+    return pa.schema([SCHEMA.field(0), ("timestamp", typ), *list(SCHEMA)[1:]])
+
+
 INDEX_HEADER_LEN = 128  # room for any int64 length in a fixed-size NPY 1.0 header
 
 
@@ -106,8 +120,10 @@ class ParquetFile:
     into a temporary file and renames it over the public one.
     """
 
-    def __init__(self, path: Path, resume: tuple[int, int] | None = None) -> None:
+    def __init__(self, path: Path, resume: tuple[int, int] | None = None, grid: Any = None) -> None:
         self.path = path
+        self.grid = grid
+        self.schema = schema_for(grid)
         self.pending: list[pa.Table] = []
         self.rows = 0
         self.last_cost = 0.0
@@ -127,7 +143,7 @@ class ParquetFile:
             )
         if f.num_row_groups > groups:
             tmp = self.path.with_name(f".{self.path.name}.tmp")
-            with pq.ParquetWriter(tmp, SCHEMA, compression="zstd") as out:
+            with pq.ParquetWriter(tmp, self.schema, compression="zstd") as out:
                 for g in range(groups):
                     out.write_table(f.read_row_group(g))
             os.replace(tmp, self.path)
@@ -137,25 +153,24 @@ class ParquetFile:
         # From the numpy buffers directly: pa.table()/pa.array() on numpy arrays import
         # pandas when it is installed (0.2-0.3 s here), stalling the first chunk.
         """Append one chunk's flagged rows as a row group (published later)."""
+        cols = [np.ascontiguousarray(r.indices, np.int64)]
+        if self.grid is not None:
+            cols.append(np.ascontiguousarray(self.grid.times(r.indices), np.int64))
+        cols += [
+            np.ascontiguousarray(r.values, np.float64),
+            np.ascontiguousarray(r.scores, np.float64),
+        ]
         columns = [
             pa.Array.from_buffers(field.type, len(r.indices), [None, pa.py_buffer(col)])
-            for field, col in zip(
-                SCHEMA,
-                (
-                    np.ascontiguousarray(r.indices, np.int64),
-                    np.ascontiguousarray(r.values, np.float64),
-                    np.ascontiguousarray(r.scores, np.float64),
-                ),
-                strict=True,
-            )
+            for field, col in zip(self.schema, cols, strict=True)
         ]
-        table = pa.Table.from_arrays(columns, schema=SCHEMA)
+        table = pa.Table.from_arrays(columns, schema=self.schema)
         self.pending.append(table)
         self.rows += len(r.indices)
 
     def _write(self, old: list[Path]) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with pq.ParquetWriter(tmp, SCHEMA, compression="zstd") as out:
+        with pq.ParquetWriter(tmp, self.schema, compression="zstd") as out:
             for src in old:
                 _copy_row_groups(pq.ParquetFile(src), out)
             for t in self.pending:
@@ -242,6 +257,7 @@ class Outputs:
     """All sinks together, fed strictly in chunk order.
 
     ``resume``: the checkpoint's progress to continue from (None: start afresh).
+    ``grid``: the input's ``consumer.inputs.TimeGrid`` (adds a ``timestamp`` column).
     """
 
     def __init__(
@@ -254,11 +270,14 @@ class Outputs:
         scores: Path | None,
         num_samples: int,
         resume: Progress | None,
+        grid: Any = None,
     ) -> None:
         self.summary_path = summary
         self.checkpoint = checkpoint
         self.indices = IndexFile(indices, resume.indices if resume else None)
-        self.parquet = ParquetFile(parquet, (resume.next_chunk, resume.rows) if resume else None)
+        self.parquet = ParquetFile(
+            parquet, (resume.next_chunk, resume.rows) if resume else None, grid
+        )
         self.scores = DenseScores(scores, num_samples, resume is not None) if scores else None
         self.next_chunk = resume.next_chunk if resume else 0
         self.samples_done = resume.samples if resume else 0
