@@ -73,7 +73,6 @@ class SeriesInfo:
     prefix: Callable[[int], np.ndarray] | None = None
     log: Callable[[str], None] | None = None
     cadence_seconds: float | None = None
-    cadence_seconds: float | None = None
 
 
 def aligned_blocks(start: int, stop: int, n: int, block: int) -> tuple[int, int]:
