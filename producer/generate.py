@@ -45,7 +45,7 @@ from producer.sampling import (
     block_keys,
     ziggurat_tables,
 )
-from shared.params import GenerationParams, generation_params
+from shared.params import GenerationParams, ParamError, generation_params
 
 BLOCK_SIZE = 1 << 16
 BIT_GENERATOR = "SplitMix64"
@@ -123,6 +123,37 @@ def _fill_block(
         out[t] = y
 
 
+MAX_TABLE = 1 << 24  # samples of a several-component seasonal table (128 MiB)
+
+
+def seasonal_table(parts: tuple) -> np.ndarray:
+    """One period of the sum of several seasonal components (integer periods).
+
+    ``table[j] = sum_c amplitude_c * sin(2 pi (j mod period_c) / period_c + phase_c)``,
+    summed in the order given, for ``j < lcm(periods)``; sample ``i`` adds
+    ``table[i mod lcm]``.
+    """
+    periods = [p.integer_period for p in parts]
+    if any(p is None for p in periods):
+        raise ParamError(
+            "seasonality",
+            "with several components needs integer periods, got "
+            + ", ".join(f"{p.period:g}" for p in parts),
+        )
+    m = math.lcm(*periods)
+    if m > MAX_TABLE:
+        raise ParamError(
+            "seasonality",
+            f"periods {periods} repeat every {m} samples, more than {MAX_TABLE}: "
+            "choose periods with a smaller common multiple",
+        )
+    j = np.arange(m, dtype=np.int64)
+    table = np.zeros(m)
+    for p, q in zip(parts, periods, strict=True):
+        table += p.amplitude * np.sin(2.0 * np.pi * (j % q).astype(np.float64) / q + p.phase)
+    return table
+
+
 class BlockGenerator:
     """Produces any block-aligned range of a stream's samples and labels."""
 
@@ -132,14 +163,19 @@ class BlockGenerator:
         self.dtype = np.dtype(dtype)
         self.loc, self.scale = params.distribution.loc_scale
         s = params.seasonality
-        self.amplitude = s.amplitude if s else 0.0
-        self.period = float(s.period) if s else 0.0
-        self.phase = s.phase if s else 0.0
-        if s is not None and s.integer_period is not None:
-            j = np.arange(s.integer_period, dtype=np.float64)
-            self.table = s.amplitude * np.sin(2.0 * np.pi * j / s.integer_period + s.phase)
+        if isinstance(s, tuple):
+            # Several components: one table over the least common multiple of the periods.
+            self.amplitude, self.period, self.phase = 0.0, 0.0, 0.0
+            self.table = seasonal_table(s)
         else:
-            self.table = np.empty(0, np.float64)
+            self.amplitude = s.amplitude if s else 0.0
+            self.period = float(s.period) if s else 0.0
+            self.phase = s.phase if s else 0.0
+            if s is not None and s.integer_period is not None:
+                j = np.arange(s.integer_period, dtype=np.float64)
+                self.table = s.amplitude * np.sin(2.0 * np.pi * j / s.integer_period + s.phase)
+            else:
+                self.table = np.empty(0, np.float64)
         self.slope = params.trend.slope if params.trend else 0.0
         self.num_blocks = -(-num_samples // BLOCK_SIZE)
         self.normal = params.distribution.type == "normal"

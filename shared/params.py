@@ -310,14 +310,16 @@ class GenerationParams:
 
     seed: int
     distribution: Distribution
-    seasonality: Seasonality | None
+    seasonality: Seasonality | tuple[Seasonality, ...] | None  # a tuple: several components
     trend: Trend | None
     anomalies: Anomalies | None
 
     def to_json(self) -> dict[str, Any]:
         """The parameters as the sidecar records them."""
 
-        def part(p: Params | None) -> dict[str, Any] | None:
+        def part(p: Params | tuple[Params, ...] | None) -> Any:
+            if isinstance(p, tuple):
+                return [q.to_dict() for q in p]
             return p.to_dict() if p is not None else None
 
         return {
@@ -340,6 +342,36 @@ def _part(cls: type[P], label: str, text: Any, cli: bool) -> P | None:
         return cls.from_mapping(obj)
     with for_option(option):
         return cls.from_mapping(obj)
+
+
+def _seasonality(text: Any, cli: bool) -> Seasonality | tuple[Seasonality, ...] | None:
+    """``--seasonality``: one JSON object, or a list of them (several seasonal components).
+
+    A list of one object is the same as the object; an empty list is no seasonality.
+    """
+    option = "--seasonality" if cli else "seasonality"
+    value = text
+    if isinstance(text, str) and text.strip().startswith("["):
+        try:
+            value = json.loads(text, parse_constant=_reject_constant(option))
+        except UsageError:
+            raise
+        except ValueError as e:
+            raise UsageError(f"{option}: malformed JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(value, (list, tuple)):
+        return _part(Seasonality, "seasonality", text, cli)
+    parts = []
+    for k, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            raise UsageError(f"{option}[{k}]: expected a JSON object like '{{\"period\": 24}}'")
+        if cli:
+            with for_option(f"{option}[{k}]"):
+                parts.append(Seasonality.from_mapping(item))
+        else:
+            parts.append(Seasonality.from_mapping(item))
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else tuple(parts)
 
 
 def generation_params(
@@ -366,7 +398,7 @@ def generation_params(
     return GenerationParams(
         seed=non_negative_int("--seed" if cli else "seed", seed),
         distribution=Distribution(type, dist),
-        seasonality=_part(Seasonality, "seasonality", seasonality, cli),
+        seasonality=_seasonality(seasonality, cli),
         trend=_part(Trend, "trend", trend, cli),
         anomalies=_part(Anomalies, "anomalies", anomalies, cli),
     )

@@ -369,3 +369,46 @@ def test_mstl_detector_chunked_equals_whole_and_batch_mstl():
         scale = 1.4826 * np.median(np.abs(b - np.median(b)))
         flags.append(np.nonzero(np.abs(b) > 5 * scale)[0] + lo)
     np.testing.assert_array_equal(whole, np.concatenate(flags))
+
+
+def test_producer_several_seasonalities_and_consumer_mstl(tmp_path, run_producer, run_consumer):
+    seas = [{"amplitude": 3.0, "period": 24}, {"amplitude": 2.0, "period": 168}]
+    rc, _, err = run_producer(
+        "--num_samples",
+        "400000",
+        "--file",
+        "m.npy",
+        "--seasonality",
+        json.dumps(seas),
+        "--anomalies",
+        json.dumps(SPIKES),
+    )
+    assert rc == 0, err
+    x = np.load(tmp_path / "m.npy")
+    t = np.arange(len(x))
+    want = producer.generate(400_000, anomalies=SPIKES)
+    want = want + (
+        3.0 * np.sin(2 * np.pi * (t % 24) / 24) + 2.0 * np.sin(2 * np.pi * (t % 168) / 168)
+    )
+    assert np.abs(x - want).max() < 1e-12
+    rc, _, err = run_consumer(
+        "--file",
+        "m.npy",
+        "--type",
+        "stl",
+        "--params",
+        '{"threshold": 5}',
+        "--labels",
+        "m.labels.npy",
+        "--summary",
+        "m.json",
+    )
+    assert rc == 0, err
+    summary = json.loads((tmp_path / "m.json").read_text())
+    assert summary["detector"]["periods"] == [24, 168], summary["detector"]
+    # 40 labelled spikes of 8 sd: at most 2 missed or spurious
+    assert summary["recall"] >= 0.95 and summary["precision"] >= 0.95, summary
+    rc, _, err = run_producer(
+        "--num_samples", "1000", "--file", "b.npy", "--seasonality", '[{"period": 1}]'
+    )
+    assert rc == 2 and "--seasonality[0]" in err and len(err.strip().splitlines()) == 1, err

@@ -1381,12 +1381,38 @@ def stl_decompose(
     period, trend, low_pass) + 2 * period`` gives the same result, so a stream
     of unknown length may pass any such value.
 
+    Missing values: NaN samples of ``x`` are missing (Cleveland et al. 1990,
+    section on missing values), which statsmodels refuses.  The rule:
+
+    1. The Loess fits of the cycle-subseries (step 2) and of the trend (step 6)
+       give a missing sample weight 0 (its robustness weight is 0 as well); a
+       neighbourhood is the same set of positions as for complete data (the
+       ``length`` positions nearest the point, clipped to the (sub)series) with
+       the same bandwidth, so the fit uses the available points in it.
+    2. Every position gets a fit, missing ones included.  A fit whose
+       neighbourhood holds no available point with a positive weight takes the
+       fitted value of the nearest position of the same (sub)series that has
+       one (the left one on a tie), after a jumped grid's interpolation.  The
+       one-period extensions of a cycle-subseries fall back, as in the paper,
+       to its end value.
+    3. The low-pass filter (step 3) sees no missing values (the subseries fits
+       are complete), so the seasonal and trend components are defined
+       everywhere; ``resid`` is NaN exactly at the missing samples.
+    4. Robustness weights use the median of the available ``|resid|``.
+
+    On complete data nothing changes (the same bits as before missing values
+    were accepted).  A series that is entirely missing, or in which some phase
+    ``x[j::period]`` is entirely missing, is refused.  Threads give the same
+    bits; the ``threads > 1`` split into haloed windows is not used with
+    missing values.
+
     Raises :class:`shared.params.ParamError` (a
     :class:`shared.errors.UsageError` and ``ValueError``) naming the argument
     for invalid arguments: period < 2; seasonal, trend or low_pass not odd or
     < 3; trend or low_pass <= period; degrees other than 0 and 1; jumps < 1;
-    negative iteration counts; ``x`` not one-dimensional, not real, not finite
-    or shorter than two periods.
+    negative iteration counts; ``x`` not one-dimensional, not real, holding
+    infinities, entirely missing, missing a whole phase, or shorter than two
+    periods.
     """
     period, seasonal, trend, low_pass = _check_lengths(period, seasonal, trend, low_pass)
     degs = (
