@@ -626,6 +626,76 @@ def _end_kernel(kt, length, deg, rng):
 
 
 @njit(cache=True, nogil=True)
+def _apply_end_direct(length, deg, rng, y, n, out):
+    """:func:`_end_kernel` and :func:`_apply_end_kernel` fused, without storing the kernel.
+
+    For long smoothers (the kernel is ``length x q`` float64: 1.5 GB for a trend
+    of 19 000 samples) each tile of 8 columns is built as :func:`_end_kernel`
+    builds it and applied at once, accumulating over ``j`` in the same order as
+    :func:`_apply_end_kernel`: the same bits, memory ``O(8 length)``.
+    """
+    q = (length - 1) // 2
+    tile = 8
+    w = np.empty((tile, length))
+    coef = np.empty((tile, 3))
+    kcol = np.empty((length, tile))
+    for x0 in range(0, q, tile):
+        nx = min(tile, q - x0)
+        for t in range(nx):
+            xs = x0 + t
+            h = length - 1 - xs
+            hf = float(h)
+            h9 = 0.999 * hf
+            h1 = 0.001 * hf
+            ih = 1.0 / hf
+            wt = w[t]
+            for j in range(length):
+                r = abs(float(j - xs))
+                u = r * ih
+                v = 1.0 - u * u * u
+                wj = 1.0 if r <= h1 else v * v * v
+                wt[j] = wj if r <= h9 else 0.0
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            for j in range(length):
+                df = float(j - xs)
+                wd = wt[j] * df
+                s0 += wt[j]
+                s1 += wd
+                s2 += wd * df
+            slope = 0.0
+            a = 0.0
+            if deg > 0:
+                a = s1 / s0
+                c = s2 / s0 - a * a
+                if math.sqrt(c) > 0.001 * rng:
+                    slope = -a / c
+            coef[t, 0] = 1.0 / s0
+            coef[t, 1] = slope
+            coef[t, 2] = a
+        for t in range(nx):
+            xs = x0 + t
+            c0 = coef[t, 0]
+            c1 = coef[t, 1]
+            c2 = coef[t, 2]
+            wt = w[t]
+            for j in range(length):
+                kcol[j, t] = wt[j] * c0 * (1.0 + c1 * (float(j - xs) - c2))
+        head = np.zeros(tile)
+        tail = np.zeros(tile)
+        for j in range(length):
+            a_ = y[j]
+            b_ = y[n - 1 - j]
+            for t in range(nx):
+                head[t] += kcol[j, t] * a_
+                tail[t] += kcol[j, t] * b_
+        for t in range(nx):
+            out[x0 + t] = head[t]
+            out[n - 1 - (x0 + t)] = tail[t]
+
+
+@njit(cache=True, nogil=True)
 def _apply_end_kernel(kt, y, n, out):
     """``out[:q]`` and ``out[n - q:]`` from the end kernel of :func:`_end_kernel`."""
     length, q = kt.shape
@@ -667,6 +737,8 @@ def _smooth(y, rw, userw, n, length, deg, jump, rng, out, nt, mode, ey, aux, aux
         _fir(y, out, taps, q, zero + 1, q, n - q, mode, ey, aux, aux_off, dout, nt)
         if kt.shape[0] == length:
             _apply_end_kernel(kt, y, n, out)
+        elif kt.shape[0] == 0:  # too long to store: built and applied tile by tile
+            _apply_end_direct(length, deg, rng, y, n, out)
         else:
             for i in range(q):
                 out[i] = _point(ya, rwa, userw, n, length, deg, i, i, rng, tab, taps, q)
@@ -1210,7 +1282,12 @@ _end_kernels_lock = threading.Lock()
 _NO_KERNEL = np.zeros((1, 1))
 
 
+_DIRECT_KERNEL = np.zeros((0, 1))  # kernels above the budget: built tile by tile in each pass
+
+
 def _cached_end_kernel(length: int, deg: int, rng: float) -> np.ndarray:
+    if length * ((length - 1) // 2) * 8 > _END_KERNEL_BUDGET:
+        return _DIRECT_KERNEL
     key = (length, deg, rng)
     with _end_kernels_lock:
         kt = _end_kernels.get(key)
