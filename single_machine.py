@@ -32,7 +32,11 @@ from shared.stream import LABELS_SUFFIX, sibling
 DEFAULT_N = 20_000_000
 DEFAULT_SEASONALITY = '{"amplitude": 5, "period": 200}'
 DEFAULT_ANOMALIES = '{"rate": 1e-4, "magnitude": 8}'
-DEFAULT_DETECTOR_PARAMS = {"stl": '{"threshold": 5}', "zscore": '{"window": 1000, "threshold": 5}'}
+DEFAULT_DETECTOR_PARAMS = {
+    "stl": '{"threshold": 5}',
+    "zscore": '{"window": 1000, "threshold": 5}',
+    "likelihood": "{}",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,10 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--detector",
         default=None,
-        choices=["zscore", "stl"],
-        help="consumer detector (default stl; zscore with --replay)",
+        choices=list(DEFAULT_DETECTOR_PARAMS),
+        help="consumer detector (default stl; likelihood with --replay)",
     )
-    p.add_argument("--params", help="detector JSON (default: threshold 5)")
+    p.add_argument("--params", help="detector JSON (default: threshold 5; likelihood: {})")
     p.add_argument("--producer_threads", "--producer-threads", default=None)
     p.add_argument("--consumer_threads", "--consumer-threads", default=None)
     p.add_argument("--threads", default=None, help="threads for each side (default: all cores)")
@@ -141,7 +145,7 @@ class Plan:
 def plan(args: argparse.Namespace) -> Plan:
     """Validate everything, before any process starts or any file is made."""
     if args.detector is None:
-        args.detector = "zscore" if args.replay else "stl"
+        args.detector = "likelihood" if args.replay else "stl"
     if args.replay:
         if not args.column:
             raise UsageError("--replay needs --column (the value column)")

@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         "are repaired (default 0.01; 0: any is an error)",
     )
     p.add_argument("--series", help="table inputs: where the series is read to (<stem>.series.npy)")
-    p.add_argument("--type", default="zscore", help="detector: zscore or stl")
+    p.add_argument("--type", default="zscore", help="detector: zscore, stl or likelihood")
     p.add_argument("--params", help='detector JSON, e.g. \'{"window": 1000, "threshold": 4}\'')
     p.add_argument("--threads", default=None, help="worker threads (default: all cores)")
     p.add_argument("--out", help="Parquet output (default <stem>.anomalies.parquet)")

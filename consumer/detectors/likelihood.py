@@ -35,8 +35,9 @@ class LikelihoodParams(Params):
     ----------
     period
         Seasonal period in samples (0: predict ``x[i-1]``).  None: the stream's recorded
-        period if it is an integer, else one estimated from the first 2^20 samples,
-        else 0.  (``python -m consumer.evaluate`` defaults it to one day of samples.)
+        period if it is an integer, else one day of samples for a timestamped input,
+        else one estimated from the first 2^20 samples, else 0.  (``python -m
+        consumer.evaluate`` defaults it to one day of samples too.)
     lags
         Seasonal lags averaged into the prediction (>= 1).
     scale_window
@@ -166,11 +167,18 @@ class LikelihoodDetector(Detector):
 
 
 def _default_period(series: SeriesInfo) -> int:
-    """The recorded period if an integer, else one estimated from the prefix, else 0."""
+    """The recorded period if an integer, else one day at the input's cadence, else one
+    estimated from the prefix, else 0."""
     if series.seasonality_period is not None:
         period = float(series.seasonality_period)
         if period.is_integer() and period >= 0:
             return int(period)
+    if series.cadence_seconds:
+        day = round(86_400 / series.cadence_seconds)
+        if day >= 2:
+            if series.log is not None:
+                series.log(f"likelihood: period {day} samples (one day at the input's cadence)")
+            return day
     prefix = series.prefix(PERIOD_PREFIX) if series.prefix is not None else np.empty(0)
     period = estimate_period(prefix)
     if series.log is not None:
