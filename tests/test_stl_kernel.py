@@ -511,3 +511,29 @@ def test_complete_data_unchanged_by_the_missing_value_path() -> None:
     b = stl_decompose(x, 24, robust=True)
     for u, v in zip(a, b, strict=True):
         assert np.array_equal(u, v)
+
+
+# ------------------------------------------------------------------ long periods (FFT)
+
+
+@pytest.mark.parametrize("period", [300, 700])
+def test_long_periods_fft_path_matches_statsmodels_and_windows(period: int) -> None:
+    """Long smoothers (FFT interiors on absolute blocks): statsmodels' values, and windows
+    beyond stl_radius equal the whole series bit for bit; threads too."""
+    from consumer.kernels.stl import _fft_block
+
+    n = 120_000
+    x = _series(n, period, seed=period)
+    trend, low_pass = stl_default_lengths(period)
+    assert _fft_block(trend) > 0
+    _assert_matches_statsmodels(x[:40_000], period, inner_iter=2)
+    whole = stl_decompose(x, period, inner_iter=2)
+    r = stl_radius(period, inner_iter=2)
+    for a, b in ((30_001, 60_000), (0, 50_000), (70_000, n)):
+        lo, hi = max(0, a - r), min(n, b + r)
+        part = stl_decompose(x[lo:hi], period, inner_iter=2, offset=lo, total_length=n)
+        for p_, w in zip(part, whole, strict=True):
+            assert np.array_equal(p_[a - lo : b - lo], w[a:b])
+    threaded = stl_decompose(x, period, inner_iter=2, threads=2)
+    for p_, w in zip(threaded, whole, strict=True):
+        assert np.array_equal(p_, w)

@@ -632,64 +632,74 @@ def _apply_end_direct(length, deg, rng, y, n, out):
     For long smoothers (the kernel is ``length x q`` float64: 1.5 GB for a trend
     of 19 000 samples) each tile of 8 columns is built as :func:`_end_kernel`
     builds it and applied at once, accumulating over ``j`` in the same order as
-    :func:`_apply_end_kernel`: the same bits, memory ``O(8 length)``.
+    :func:`_apply_end_kernel`: the same bits, memory ``O(8 length)``.  Trick:
+    ``j`` outer and the tile's columns inner, so the 8 moment sums and the 16
+    head/tail sums are independent chains that vectorise without reassociation.
     """
     q = (length - 1) // 2
     tile = 8
-    w = np.empty((tile, length))
-    coef = np.empty((tile, 3))
-    kcol = np.empty((length, tile))
+    w = np.empty((length, tile))
+    ih = np.empty(tile)
+    h9 = np.empty(tile)
+    h1 = np.empty(tile)
+    xsf = np.empty(tile)
+    s0 = np.empty(tile)
+    s1 = np.empty(tile)
+    s2 = np.empty(tile)
+    c0 = np.empty(tile)
+    c1 = np.empty(tile)
+    c2 = np.empty(tile)
+    head = np.empty(tile)
+    tail = np.empty(tile)
     for x0 in range(0, q, tile):
         nx = min(tile, q - x0)
-        for t in range(nx):
-            xs = x0 + t
-            h = length - 1 - xs
-            hf = float(h)
-            h9 = 0.999 * hf
-            h1 = 0.001 * hf
-            ih = 1.0 / hf
-            wt = w[t]
-            for j in range(length):
-                r = abs(float(j - xs))
-                u = r * ih
+        for t in range(tile):
+            xs = min(x0 + t, q - 1)  # a short last tile repeats its last column
+            hf = float(length - 1 - xs)
+            ih[t] = 1.0 / hf
+            h9[t] = 0.999 * hf
+            h1[t] = 0.001 * hf
+            xsf[t] = float(xs)
+            s0[t] = 0.0
+            s1[t] = 0.0
+            s2[t] = 0.0
+        for j in range(length):
+            fj = float(j)
+            wj_ = w[j]
+            for t in range(tile):
+                df = fj - xsf[t]
+                r = abs(df)
+                u = r * ih[t]
                 v = 1.0 - u * u * u
-                wj = 1.0 if r <= h1 else v * v * v
-                wt[j] = wj if r <= h9 else 0.0
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            for j in range(length):
-                df = float(j - xs)
-                wd = wt[j] * df
-                s0 += wt[j]
-                s1 += wd
-                s2 += wd * df
+                wv = 1.0 if r <= h1[t] else v * v * v
+                wv = wv if r <= h9[t] else 0.0
+                wj_[t] = wv
+                wd = wv * df
+                s0[t] += wv
+                s1[t] += wd
+                s2[t] += wd * df
+        for t in range(tile):
             slope = 0.0
             a = 0.0
             if deg > 0:
-                a = s1 / s0
-                c = s2 / s0 - a * a
+                a = s1[t] / s0[t]
+                c = s2[t] / s0[t] - a * a
                 if math.sqrt(c) > 0.001 * rng:
                     slope = -a / c
-            coef[t, 0] = 1.0 / s0
-            coef[t, 1] = slope
-            coef[t, 2] = a
-        for t in range(nx):
-            xs = x0 + t
-            c0 = coef[t, 0]
-            c1 = coef[t, 1]
-            c2 = coef[t, 2]
-            wt = w[t]
-            for j in range(length):
-                kcol[j, t] = wt[j] * c0 * (1.0 + c1 * (float(j - xs) - c2))
-        head = np.zeros(tile)
-        tail = np.zeros(tile)
+            c0[t] = 1.0 / s0[t]
+            c1[t] = slope
+            c2[t] = a
+            head[t] = 0.0
+            tail[t] = 0.0
         for j in range(length):
+            fj = float(j)
+            wj_ = w[j]
             a_ = y[j]
             b_ = y[n - 1 - j]
-            for t in range(nx):
-                head[t] += kcol[j, t] * a_
-                tail[t] += kcol[j, t] * b_
+            for t in range(tile):
+                k = wj_[t] * c0[t] * (1.0 + c1[t] * ((fj - xsf[t]) - c2[t]))
+                head[t] += k * a_
+                tail[t] += k * b_
         for t in range(nx):
             out[x0 + t] = head[t]
             out[n - 1 - (x0 + t)] = tail[t]
@@ -1196,38 +1206,22 @@ def _stl_kernel(y, cfg, nt, offset, total, season, trend, resid, c, ds, rw, klp,
             userw = True
 
 
-@njit(cache=True, nogil=True)
 def _trend_kernel(y, length, deg, no, missing, rng, season, trend, resid, rw, kt):
     """No seasonal component: the trend Loess (step 6) alone, ``no`` robustness iterations.
 
     ``season`` is all zeros; the remainder ``resid = y - trend`` (NaN where ``y``
     is missing).  The same smoother, missing-value rule and robustness weights
-    as :func:`_stl_kernel`.
+    as :func:`_stl_kernel`.  (A Python loop over the cached kernels: an njit
+    wrapper loaded from numba's cache crashed here.)
     """
     n = y.shape[0]
-    zero = 0 * n
-    userw = missing
+    userw = bool(missing)
     for k in range(no + 1):
         _smooth(
-            y,
-            rw,
-            userw,
-            n,
-            length,
-            deg,
-            zero + 1,
-            rng,
-            trend,
-            zero + 1,
-            zero + _EPI_REMAINDER,
-            y,
-            season,
-            zero,
-            resid,
-            kt,
+            y, rw, userw, n, length, deg, 1, rng, trend, 1, _EPI_REMAINDER, y, season, 0, resid, kt
         )
         if k < no:
-            _robustness_weights(y, season, trend, rw, missing)
+            _robustness_weights(y, season, trend, rw, bool(missing))
             userw = True
 
 
@@ -1578,7 +1572,11 @@ def _run_kernel(y: np.ndarray, cfg: _Config, off: int, total: int, nthreads: int
         else _NO_KERNEL
     )
     bufs = (season, trend_out, resid, c, ds, rw, klp, ktr)
-    if nthreads <= 1:
+    if ni > 0 and (
+        _fft_block(cfg.low_pass, cfg.low_pass_jump) or _fft_block(cfg.trend, cfg.trend_jump)
+    ):
+        _stl_fft(y, cfg, nthreads, off, total, *bufs)
+    elif nthreads <= 1:
         _stl_kernel(y, cfg, 1, off, total, *bufs)
     else:
         previous = numba.get_num_threads()
@@ -1588,6 +1586,195 @@ def _run_kernel(y: np.ndarray, cfg: _Config, off: int, total: int, nthreads: int
         finally:
             numba.set_num_threads(previous)
     return STLResult(season, trend_out, resid, rw if no > 0 and ni > 0 else None)
+
+
+# --------------------------------------------------------------------------
+# Long smoothers: the FIR interior by FFT (overlap-save on absolute blocks)
+# --------------------------------------------------------------------------
+
+# Smoothers with a half-window q >= _FFT_MIN_Q (low-pass and trend, without jumps) compute
+# their interior by FFT.  The output blocks are fixed in absolute index, [k B, (k + 1) B)
+# with B from :func:`_fft_block`, so a block lying wholly in the smoother's interior gives
+# the same bits in every window that holds it; blocks cut by the interior's edges use the
+# direct FIR.  Below the threshold nothing changes (periods up to about 260).
+_FFT_MIN_Q = 256
+_fft_cache: dict[int, tuple[int, int, np.ndarray]] = {}
+_fft_cache_lock = threading.Lock()
+
+
+def _fft_block(length: int, jump: int = 1) -> int:
+    """Output block of the FFT path for a smoother of ``length`` (0: direct FIR)."""
+    q = (length - 1) // 2
+    if jump != 1 or q < _FFT_MIN_Q:
+        return 0
+    size = 1 << int(math.ceil(math.log2(8 * q)))
+    return size - (2 * q - 2)
+
+
+def _fft_kernel(length: int) -> tuple[int, int, np.ndarray]:
+    """``(size, block, spectrum)`` of the symmetric tricube taps of a smoother."""
+    with _fft_cache_lock:
+        hit = _fft_cache.get(length)
+    if hit is not None:
+        return hit
+    from scipy import fft as sfft
+
+    q = (length - 1) // 2
+    taps = _sym_taps(_tricube_table(q), q)
+    block = _fft_block(length)
+    size = block + 2 * q - 2
+    h = np.zeros(size)
+    h[: 2 * q - 1] = np.concatenate([taps[:0:-1], taps])
+    out = (size, block, sfft.rfft(h))
+    with _fft_cache_lock:
+        _fft_cache[length] = out
+    return out
+
+
+def _fft_interior(x: np.ndarray, out: np.ndarray, length: int, n: int, off: int) -> None:
+    """``out[i]`` for ``q <= i < n - q``: whole absolute blocks by FFT, the rest direct."""
+    from scipy import fft as sfft
+
+    q = (length - 1) // 2
+    size, block, spec = _fft_kernel(length)
+    lo, hi = q, n - q
+    if hi <= lo:
+        return
+    first = -(-(off + lo) // block) * block - off  # first block start inside, window index
+    last = (off + hi) // block * block - off  # end of the last whole block
+    taps = None
+    if first >= last:
+        first = last = hi
+    for a, b in ((lo, min(first, hi)), (max(last, lo), hi)):
+        if b > a:
+            if taps is None:
+                taps = _sym_taps(_tricube_table(q), q)
+            _fir(x, out, taps, q, 1, a, b, 0, x, x, 0, x, 1)
+    for s0 in range(first, last, block):
+        seg = x[s0 - (q - 1) : s0 + block + (q - 1)]
+        r = sfft.irfft(sfft.rfft(seg, size) * spec, size)
+        out[s0 : s0 + block] = r[2 * q - 2 : 2 * q - 2 + block]
+
+
+def _smooth_fft(x, n, length, deg, rng, out, mode, ey, aux, aux_off, dout, kt, off):
+    """:func:`_smooth`'s fast path (unit weights, no jump) with the interior by FFT."""
+    q = (length - 1) // 2
+    _fft_interior(x, out, length, n, off)
+    if kt.shape[0] == length:
+        _apply_end_kernel(kt, x, n, out)
+    else:
+        _apply_end_direct(length, deg, rng, x, n, out)
+    _epilogue_block(mode, out, ey, aux, aux_off, dout, 0, n)
+    del q
+
+
+def _stl_fft(y, cfg, nt, offset, total, season, trend, resid, c, ds, rw, klp, ktr):
+    """:func:`_stl_kernel` with a Python loop, for long smoothers (FFT interiors).
+
+    The same steps, in the same order, calling the same kernels; a smoother
+    with :func:`_fft_block` > 0, no robustness weights and a window shorter
+    than the series runs :func:`_smooth_fft` instead of :func:`_smooth`.
+    """
+    n = y.shape[0]
+    period = cfg.period
+    ni, no = cfg.inner_iter, cfg.outer_iter
+    rng = float(total - 1)
+    userw = bool(cfg.missing)
+    lp_fft = _fft_block(cfg.low_pass, cfg.low_pass_jump) > 0 and cfg.low_pass < n
+    for k in range(no + 1):
+        tr_fft = (not userw) and _fft_block(cfg.trend, cfg.trend_jump) > 0 and cfg.trend < n
+        for it in range(ni):
+            d = y if (k == 0 and it == 0) else resid
+            _cycle_subseries(
+                d,
+                rw,
+                userw,
+                n,
+                period,
+                cfg.seasonal,
+                cfg.seasonal_deg,
+                cfg.seasonal_jump,
+                c,
+                nt,
+                offset,
+                total,
+            )
+            _lowpass_ma(c, resid, period, n, nt, offset)
+            if lp_fft:
+                _smooth_fft(
+                    resid,
+                    n,
+                    cfg.low_pass,
+                    cfg.low_pass_deg,
+                    rng,
+                    season,
+                    _EPI_SEASONAL,
+                    y,
+                    c,
+                    period,
+                    ds,
+                    klp,
+                    offset,
+                )
+            else:
+                _smooth(
+                    resid,
+                    rw,
+                    False,
+                    n,
+                    cfg.low_pass,
+                    cfg.low_pass_deg,
+                    cfg.low_pass_jump,
+                    rng,
+                    season,
+                    nt,
+                    _EPI_SEASONAL,
+                    y,
+                    c,
+                    period,
+                    ds,
+                    klp,
+                )
+            last = k == no and it == ni - 1
+            mode = _EPI_REMAINDER if last else _EPI_DETREND
+            if tr_fft:
+                _smooth_fft(
+                    ds,
+                    n,
+                    cfg.trend,
+                    cfg.trend_deg,
+                    rng,
+                    trend,
+                    mode,
+                    y,
+                    season,
+                    0,
+                    resid,
+                    ktr,
+                    offset,
+                )
+            else:
+                _smooth(
+                    ds,
+                    rw,
+                    userw,
+                    n,
+                    cfg.trend,
+                    cfg.trend_deg,
+                    cfg.trend_jump,
+                    rng,
+                    trend,
+                    nt,
+                    mode,
+                    y,
+                    season,
+                    0,
+                    resid,
+                    ktr,
+                )
+        if k < no:
+            _robustness_weights(y, season, trend, rw, bool(cfg.missing))
+            userw = True
 
 
 def _split_decompose(
@@ -1683,6 +1870,9 @@ def stl_radius(
     ql = (low_pass - 1) // 2
     qt = (trend - 1) // 2
     per_pass = (qs + sj - 1) * period + (ql + lj - 2) + (qt + tj - 2)
+    # Long smoothers compute their interior on absolute FFT blocks (see _fft_block): a
+    # block cut by a window's edge is computed directly, so the reach grows by a block.
+    per_pass += _fft_block(low_pass, lj) + _fft_block(trend, tj)
     return ni * per_pass + period
 
 
