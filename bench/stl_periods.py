@@ -4,7 +4,7 @@
 
 For each period: ``stl_decompose`` on ``--n`` samples with ``--inner_iter`` (default 2,
 as the README's STL rows) on one thread and on all threads, and statsmodels' STL on
-``max(--sm_n, 4 period)`` samples (1 thread); rates in samples/s and the ratio.  Then MSTL
+``max(--sm_n, 3 period)`` samples (1 thread); rates in samples/s and the ratio.  Then MSTL
 at periods ``--mstl`` (default 24 168): ``mstl_decompose`` on ``--mstl_n`` samples vs
 statsmodels' MSTL on ``--sm_n`` samples, both with their defaults.  Medians of
 ``--rounds``; one JSON object per line, all of them in ``--out``.
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
                 a.rounds,
             )
             rates[threads] = n / t
-        m = max(int(a.sm_n), 4 * p)
+        m = max(int(a.sm_n), 3 * p)
         xs = xp[:m]
         t = _median_time(
             lambda xs=xs, p=p: STL(xs, period=p).fit(inner_iter=ni, outer_iter=0), a.sm_rounds

@@ -118,6 +118,7 @@ _MA_BLOCK = 16384
 # paper fused behind a smoother's blocks.  Numba reads module-level ints as
 # compile-time constants; callers pass them as ``zero + _EPI_...`` (a runtime
 # value), as a literal argument would compile an extra specialisation.
+_TILE = 8  # columns of an end kernel built together (:func:`_apply_end_direct`)
 _EPI_NONE = 0  # nothing (the strided FIR of the cycle-subseries, step 2)
 _EPI_DETREND = 1  # after the trend Loess (step 6): next pass's detrended series (step 1)
 _EPI_SEASONAL = 2  # after the low-pass Loess: S = C - L (step 4), deseasonalised Y - S (step 5)
@@ -637,7 +638,7 @@ def _apply_end_direct(length, deg, rng, y, n, out):
     head/tail sums are independent chains that vectorise without reassociation.
     """
     q = (length - 1) // 2
-    tile = 8
+    tile = _TILE
     w = np.empty((length, tile))
     ih = np.empty(tile)
     h9 = np.empty(tile)
@@ -665,15 +666,14 @@ def _apply_end_direct(length, deg, rng, y, n, out):
             s2[t] = 0.0
         for j in range(length):
             fj = float(j)
-            wj_ = w[j]
-            for t in range(tile):
+            for t in range(_TILE):
                 df = fj - xsf[t]
                 r = abs(df)
                 u = r * ih[t]
                 v = 1.0 - u * u * u
                 wv = 1.0 if r <= h1[t] else v * v * v
                 wv = wv if r <= h9[t] else 0.0
-                wj_[t] = wv
+                w[j, t] = wv
                 wd = wv * df
                 s0[t] += wv
                 s1[t] += wd
@@ -693,11 +693,10 @@ def _apply_end_direct(length, deg, rng, y, n, out):
             tail[t] = 0.0
         for j in range(length):
             fj = float(j)
-            wj_ = w[j]
             a_ = y[j]
             b_ = y[n - 1 - j]
-            for t in range(tile):
-                k = wj_[t] * c0[t] * (1.0 + c1[t] * ((fj - xsf[t]) - c2[t]))
+            for t in range(_TILE):
+                k = w[j, t] * c0[t] * (1.0 + c1[t] * ((fj - xsf[t]) - c2[t]))
                 head[t] += k * a_
                 tail[t] += k * b_
         for t in range(nx):
@@ -1632,7 +1631,13 @@ def _fft_kernel(length: int) -> tuple[int, int, np.ndarray]:
 
 
 def _fft_interior(x: np.ndarray, out: np.ndarray, length: int, n: int, off: int) -> None:
-    """``out[i]`` for ``q <= i < n - q``: whole absolute blocks by FFT, the rest direct."""
+    """``out[i]`` for ``q <= i < n - q`` by FFT, on output blocks fixed in absolute index.
+
+    Each block ``[k B, (k + 1) B)`` (clipped to the interior) is one overlap-save
+    transform of the inputs it reads, so a block lying wholly in a window's
+    interior gives the same bits in every window; the clipped blocks at the
+    interior's edges depend on where the window ends (inside the halo).
+    """
     from scipy import fft as sfft
 
     q = (length - 1) // 2
@@ -1640,20 +1645,13 @@ def _fft_interior(x: np.ndarray, out: np.ndarray, length: int, n: int, off: int)
     lo, hi = q, n - q
     if hi <= lo:
         return
-    first = -(-(off + lo) // block) * block - off  # first block start inside, window index
-    last = (off + hi) // block * block - off  # end of the last whole block
-    taps = None
-    if first >= last:
-        first = last = hi
-    for a, b in ((lo, min(first, hi)), (max(last, lo), hi)):
-        if b > a:
-            if taps is None:
-                taps = _sym_taps(_tricube_table(q), q)
-            _fir(x, out, taps, q, 1, a, b, 0, x, x, 0, x, 1)
-    for s0 in range(first, last, block):
-        seg = x[s0 - (q - 1) : s0 + block + (q - 1)]
+    s0 = lo
+    while s0 < hi:
+        s1 = min(hi, ((off + s0) // block + 1) * block - off)  # the end of s0's block
+        seg = x[s0 - (q - 1) : s1 + (q - 1)]
         r = sfft.irfft(sfft.rfft(seg, size) * spec, size)
-        out[s0 : s0 + block] = r[2 * q - 2 : 2 * q - 2 + block]
+        out[s0:s1] = r[2 * q - 2 : 2 * q - 2 + (s1 - s0)]
+        s0 = s1
 
 
 def _smooth_fft(x, n, length, deg, rng, out, mode, ey, aux, aux_off, dout, kt, off):
