@@ -1853,8 +1853,13 @@ def stl_radius(
 
         R = inner_iter * ((q_s + j_s - 1) * p + (q_l + j_l - 2) + (q_t + j_t - 2)) + p
 
-    (0 when ``inner_iter == 0``).  The bound is attained (a sample at depth
-    ``R`` does change when the halo is one sample shorter) for one pass and,
+    (0 when ``inner_iter == 0``), plus, per pass, one FFT block ``B`` for each
+    of the low-pass and trend smoothers long enough to run by FFT (half-window
+    >= 256, no jump; :func:`_fft_block`): their interiors are computed on output
+    blocks fixed in absolute index, and a block cut by the window's edge gives
+    other bits than the whole block, up to ``B`` samples deeper.  The bound
+    (without FFT blocks) is attained (a sample at depth ``R`` does change when
+    the halo is one sample shorter) for one pass and,
     depending on the data, for two; deeper reaches go through products of tiny
     end taps that may round away, so the measured reach can be a little
     shorter.
