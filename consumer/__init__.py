@@ -1,4 +1,4 @@
-"""Streaming anomaly detection over producer streams: z-score and STL kernels in numba."""
+"""Streaming anomaly detection over producer streams: z-score, STL and likelihood detectors."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def detect(x: np.ndarray, type: str = "zscore", **params: Any) -> np.ndarray:
     ----------
     x : 1-D float array
         The series (NaN and inf are never flagged).
-    type : {"zscore", "stl"}
+    type : {"zscore", "stl", "likelihood"}
         The detector.
     **params
         The detector's parameters, as in ``--params`` (see the README).
