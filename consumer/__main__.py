@@ -39,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
         "are repaired (default 0.01; 0: any is an error)",
     )
     p.add_argument("--series", help="table inputs: where the series is read to (<stem>.series.npy)")
+    _detection_options(p)
+    _stream_options(p)
+    return p
+
+
+def _detection_options(p: argparse.ArgumentParser) -> None:
+    """The detector, its outputs and the labels to score it against."""
     p.add_argument("--type", default="zscore", help="detector: zscore, stl or likelihood")
     p.add_argument("--params", help='detector JSON, e.g. \'{"window": 1000, "threshold": 4}\'')
     p.add_argument("--threads", default=None, help="worker threads (default: all cores)")
@@ -62,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="samples between a flag and a label that still count as a hit",
     )
+
+
+def _stream_options(p: argparse.ArgumentParser) -> None:
+    """Following the stream, resuming, verifying, metrics and messages."""
     p.add_argument(
         "--follow",
         dest="follow",
@@ -104,7 +115,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time", action="store_true", help="also print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
-    return p
 
 
 def _verify(args: argparse.Namespace) -> int:
