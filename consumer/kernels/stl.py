@@ -1561,6 +1561,23 @@ def stl_decompose(
     negative iteration counts; ``x`` not one-dimensional, not real, holding
     infinities, entirely missing, missing a whole phase, or shorter than two
     periods.
+
+    Returns
+    -------
+    STLResult
+        ``seasonal``, ``trend`` and ``resid`` (float64 arrays of ``len(x)``); it
+        unpacks as that 3-tuple and also carries ``weights``, the robustness
+        weights of the last pass (None without a robustness iteration).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from consumer import stl_decompose
+    >>> t = np.arange(240.0)
+    >>> x = np.sin(2 * np.pi * t / 12) + 0.01 * t
+    >>> seasonal, trend, resid = stl_decompose(x, 12)
+    >>> bool(np.allclose(seasonal + trend + resid, x))
+    True
     """
     period, seasonal, trend, low_pass = _check_lengths(period, seasonal, trend, low_pass)
     degs = (
