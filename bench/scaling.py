@@ -13,22 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def _median_time(fn, rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
+from timing import median_time  # noqa: E402
 
 SEASON = {"amplitude": 5.0, "period": 200}
 
@@ -75,10 +66,10 @@ def _measure(t: int, n: int, stream: Path, series, work: Path, rounds: int, resu
     def stl() -> None:
         stl_decompose(series, 200, inner_iter=2, threads=t)
 
-    _record(results, "generate to memory", t, n, _median_time(generate, rounds))
-    _record(results, "write stream (async)", t, n, _median_time(write, rounds))
-    _record(results, "consumer zscore", t, n, _median_time(zscore, rounds))
-    _record(results, "stl_decompose p=200", t, len(series), _median_time(stl, rounds))
+    _record(results, "generate to memory", t, n, median_time(generate, rounds))
+    _record(results, "write stream (async)", t, n, median_time(write, rounds))
+    _record(results, "consumer zscore", t, n, median_time(zscore, rounds))
+    _record(results, "stl_decompose p=200", t, len(series), median_time(stl, rounds))
 
 
 def main(argv: list[str] | None = None) -> int:

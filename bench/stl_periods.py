@@ -14,23 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def _median_time(fn, rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from timing import median_time  # noqa: E402
 
 
 def _series(n: int, periods: list[int], seed: int = 0) -> np.ndarray:
@@ -73,14 +65,14 @@ def main(argv: list[str] | None = None) -> None:
         stl_decompose(xp[: 4 * p + 100], p, inner_iter=ni)  # load the kernels
         rates = {}
         for threads in (1, numba.config.NUMBA_NUM_THREADS):
-            t = _median_time(
+            t = median_time(
                 lambda xp=xp, p=p, k=threads: stl_decompose(xp, p, inner_iter=ni, threads=k),
                 a.rounds,
             )
             rates[threads] = n / t
         m = max(int(a.sm_n), 3 * p)
         xs = xp[:m]
-        t = _median_time(
+        t = median_time(
             lambda xs=xs, p=p: STL(xs, period=p).fit(inner_iter=ni, outer_iter=0), a.sm_rounds
         )
         sm = m / t
@@ -99,11 +91,11 @@ def main(argv: list[str] | None = None) -> None:
     mn = int(a.mstl_n)
     xm = _series(mn, a.mstl)
     mstl_decompose(xm[:5000], a.mstl)
-    t = _median_time(lambda: mstl_decompose(xm, a.mstl), a.rounds)
+    t = median_time(lambda: mstl_decompose(xm, a.mstl), a.rounds)
     ours = mn / t
     sn = int(a.sm_n)
     xs = xm[:sn]
-    t = _median_time(lambda: MSTL(xs, periods=a.mstl).fit(), a.sm_rounds)
+    t = median_time(lambda: MSTL(xs, periods=a.mstl).fit(), a.sm_rounds)
     sm = sn / t
     record(
         what="mstl_decompose",

@@ -20,6 +20,7 @@ from consumer.kernels.stl import (
     _PERIOD,
     _SEASONAL,
     _check,
+    as_series,
     stl_alignment,
     stl_decompose,
     stl_radius,
@@ -138,12 +139,7 @@ def mstl_decompose(
     not odd or not one per period, ``iterate`` < 1, unknown ``stl_kwargs``,
     and every argument :func:`stl_decompose` refuses.
     """
-    arr = np.asarray(x)
-    if arr.ndim != 1:
-        raise ParamError("x", f"must be one-dimensional, got shape {arr.shape}")
-    if arr.dtype.kind not in "biuf":
-        raise ParamError("x", f"must hold real numbers, got dtype {arr.dtype}")
-    y = np.ascontiguousarray(arr, dtype=np.float64)
+    y = as_series(x)
     n = y.shape[0]
     ps, ws = mstl_periods(periods, windows, n)
     it = _check(_AT_LEAST_0, "iterate", iterate)

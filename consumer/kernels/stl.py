@@ -1472,6 +1472,16 @@ def _check_jumps(
     )
 
 
+def as_series(x: Any) -> np.ndarray:
+    """``x`` as a contiguous float64 1-D array, or a ``ParamError`` naming ``x``."""
+    arr = np.asarray(x)
+    if arr.ndim != 1:
+        raise ParamError("x", f"must be one-dimensional, got shape {arr.shape}")
+    if arr.dtype.kind not in "biuf":
+        raise ParamError("x", f"must hold real numbers, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
 def stl_decompose(
     x: np.ndarray,
     period: int,
@@ -1593,12 +1603,7 @@ def stl_decompose(
     no = _check(
         _AT_LEAST_0, "outer_iter", (15 if robust else 0) if outer_iter is None else outer_iter
     )
-    arr = np.asarray(x)
-    if arr.ndim != 1:
-        raise ParamError("x", f"must be one-dimensional, got shape {arr.shape}")
-    if arr.dtype.kind not in "biuf":
-        raise ParamError("x", f"must hold real numbers, got dtype {arr.dtype}")
-    y = np.ascontiguousarray(arr, dtype=np.float64)
+    y = as_series(x)
     n = y.shape[0]
     if n < 2 * period:
         raise ParamError("x", f"must hold at least two periods ({2 * period} samples), got {n}")
