@@ -226,6 +226,11 @@ def load_sidecar(path: Path) -> dict[str, Any]:
         text = path.read_text()
     except FileNotFoundError:
         raise FormatError(f"{path}: sidecar missing") from None
+    return parse_sidecar(text, path)
+
+
+def parse_sidecar(text: str, path: Any) -> dict[str, Any]:
+    """Validate a sidecar document read from ``path`` (a file, or a Zarr store's URL)."""
     try:
         doc = json.loads(text)
     except ValueError:
