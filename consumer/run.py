@@ -9,6 +9,7 @@ in chunk order.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import threading
@@ -577,18 +578,30 @@ def _prepare_outputs(
     """Refuse to clobber; on --resume, validate and return the checkpoint's progress.
 
     ``skip``: outputs this run has already written (a table input's series).
+    A run saves its checkpoint before it creates any other output, so whatever a
+    kill leaves can be resumed: no checkpoint and no output (killed before or
+    while saving it) starts afresh; a checkpoint of no chunk restarts; a later
+    one continues.  Outputs without a checkpoint are not a resumable run's and
+    are refused.  Temporary files a killed run left beside the outputs go.
     """
     for p in paths.all():
         check_output_path(p)
+    present = [p for p in paths.all() if p.exists() and not (skip and p in skip)]
     if not resume:
-        if not overwrite:
-            for p in paths.all():
-                if skip and p in skip:
-                    continue
-                if p.exists():
-                    raise UsageError(f"{p} exists; pass --overwrite to replace it or --resume")
+        if present and not overwrite:
+            raise UsageError(f"{present[0]} exists; pass --overwrite to replace it or --resume")
+        _remove_stale_temps(paths)
         return None
+    if not paths.checkpoint.exists():
+        if present:
+            raise UsageError(
+                f"{paths.checkpoint}: no checkpoint to resume from, but {present[0]} exists "
+                "(--overwrite replaces it)"
+            )
+        _remove_stale_temps(paths)
+        return None  # killed before its first checkpoint: nothing was written yet
     progress = checkpoint.load()
+    _remove_stale_temps(paths)
     if progress.next_chunk == 0:
         return None  # nothing kept yet: start afresh
     if not paths.indices.exists() or not paths.parquet.exists():
@@ -602,6 +615,16 @@ def _prepare_outputs(
     if paths.indices.stat().st_size < INDEX_HEADER_LEN + 8 * progress.indices:
         raise FormatError(f"{paths.indices}: shorter than the checkpoint")
     return progress
+
+
+def _remove_stale_temps(paths: OutputPaths) -> None:
+    """Temporary files that a killed run left beside its outputs (``.<name>.tmp`` and
+    ``.<name>.<pid>.<thread>.tmp``, the names of atomic replacements)."""
+    for p in paths.all():
+        for pattern in (f".{glob.escape(p.name)}.tmp", f".{glob.escape(p.name)}.*.tmp"):
+            for tmp in p.parent.glob(pattern):
+                if tmp.is_file():
+                    tmp.unlink(missing_ok=True)
 
 
 def _is_table(file: Path, config: ConsumerConfig) -> bool:

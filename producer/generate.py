@@ -48,6 +48,9 @@ from producer.sampling import (
 from shared.params import GenerationParams, ParamError, generation_params
 
 BLOCK_SIZE = 1 << 16
+# Smallest producer chunk (samples): every chunk costs a sidecar entry and a commit,
+# which below this size cost more than generating its samples (README, Producer).
+MIN_CHUNK_SIZE = 4096
 BIT_GENERATOR = "SplitMix64"
 # 1: numpy SFC64 Generator per block, binomial anomaly count.
 # 2: SplitMix64 counter draws + 256-layer ziggurat, geometric-gap anomalies.
@@ -60,6 +63,7 @@ _W, _K, _F = ziggurat_tables()
 def _fill_block(
     out,
     first,
+    t0,
     k0,
     k1,
     normal,
@@ -76,13 +80,17 @@ def _fill_block(
     pos,
     spike,
 ):
-    """Draw, transform and store one RNG block in a single pass (nothing hits memory twice).
+    """Draw, transform and store (part of) one RNG block in a single pass.
 
-    Per sample: one SplitMix64 draw (``k0``), the ziggurat fast path or a call to
+    ``out[t]`` is sample ``first + t``, block-relative position ``t0 + t``.  Per
+    sample: one SplitMix64 draw (``k0``), the ziggurat fast path or a call to
     the rejection code, the affine map, the seasonal term (from ``table`` when
     the period is an integer, else ``sin`` of ``i mod period`` so the phase keeps
-    its precision at large i), the trend and the spike.  ``pos`` are sorted
-    block-relative anomaly positions, ``spike`` their offsets.
+    its precision at large i), the trend and the spike.  Draws are counter-based
+    (draw ``u`` is ``mix(k0 + (u + 1) * GOLDEN)``), so starting the counter at
+    ``t0`` gives exactly the block's samples from ``t0`` on: a chunk that begins
+    inside a block needs no scratch copy of the block's head.  ``pos`` are sorted
+    anomaly positions relative to ``out``, ``spike`` their offsets.
     """
     n = out.shape[0]
     m = table.shape[0]
@@ -90,7 +98,7 @@ def _fill_block(
     k = 0
     npos = pos.shape[0]
     two_pi = 2.0 * math.pi
-    c = k0
+    c = k0 + np.uint64(t0) * GOLDEN
     for t in range(n):
         c += GOLDEN
         r = _mix(c)
@@ -102,7 +110,7 @@ def _fill_block(
                 # x * -1.0 == -x exactly; a multiply, not a 50/50 branch the CPU mispredicts
                 z = x * (1.0 - 2.0 * float(np.int64((r >> _U8) & _U1)))
             else:
-                z = _normal_slow(r, k1, t, W, K, F, ZIGGURAT_R)
+                z = _normal_slow(r, k1, t0 + t, W, K, F, ZIGGURAT_R)
         else:
             z = float(np.int64(r >> _U11)) * _TWO_M53
         y = loc + scale * z
@@ -155,7 +163,7 @@ def seasonal_table(parts: tuple) -> np.ndarray:
 
 
 class BlockGenerator:
-    """Produces any block-aligned range of a stream's samples and labels."""
+    """Produces any range of a stream's samples and labels (RNG blocks stay internal)."""
 
     def __init__(self, params: GenerationParams, num_samples: int, dtype: str = "float64") -> None:
         self.params = params
@@ -186,11 +194,12 @@ class BlockGenerator:
             self.log1m_rate = math.log1p(-a.rate) if a.rate < 1 else -math.inf
         self.spike_size = a.magnitude * params.distribution.std if a is not None else 0.0
         self._label_counts: np.ndarray | None = None
+        self._label_starts: np.ndarray | None = None
 
     def warm_up(self) -> None:
         """Load the compiled kernels (numba cache) now rather than inside a timed run."""
         keys = block_keys(self.params.seed, 0)
-        self._fill(np.empty(1, self.dtype), 0, keys, *self._no_anomalies())
+        self._fill(np.empty(1, self.dtype), 0, 0, keys, *self._no_anomalies())
         if self.log1m_rate is not None:
             self.block_anomalies(0)
 
@@ -198,10 +207,11 @@ class BlockGenerator:
     def _no_anomalies() -> tuple[np.ndarray, np.ndarray]:
         return np.empty(0, np.int64), np.empty(0, np.float64)
 
-    def _fill(self, view, first, keys, pos, spike) -> None:
+    def _fill(self, view, first, t0, keys, pos, spike) -> None:
         _fill_block(
             view,
             first,
+            t0,
             keys[0],
             keys[1],
             self.normal,
@@ -266,32 +276,46 @@ class BlockGenerator:
     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Generate [start, stop) block by block: yield (first index, values, anomaly indices).
 
-        With ``reuse`` every block is written to the front of ``out`` (one block
-        long), so a caller can checksum and write it while it is still in cache;
-        otherwise block values land at their place in ``out`` (``stop - start`` long).
-        ``start`` must be a multiple of ``BLOCK_SIZE``.
+        Each piece is the part of one RNG block that lies in ``[start, stop)``:
+        any range, aligned or not, gives exactly the samples of the whole stream
+        there.  With ``reuse`` every piece is written to the front of ``out`` (one
+        block long), so a caller can checksum and write it while it is still in
+        cache; otherwise pieces land at their place in ``out`` (``stop - start`` long).
         """
-        if start % BLOCK_SIZE:
-            raise ValueError("start must be block-aligned")
-        for first in range(start, stop, BLOCK_SIZE):
-            b = first // BLOCK_SIZE
-            n = min(BLOCK_SIZE, stop - first)
+        first = start
+        while first < stop:
+            b, t0 = divmod(first, BLOCK_SIZE)
+            n = min(BLOCK_SIZE - t0, stop - first)
             view = out[:n] if reuse else out[first - start : first - start + n]
             keys = block_keys(self.params.seed, b)
             pos, spike = self.block_anomalies(b, keys)
-            if n < BLOCK_SIZE:
-                keep = pos < n
-                pos, spike = pos[keep], spike[keep]
-            self._fill(view, first, keys, pos, spike)
+            if t0 or n < BLOCK_SIZE:
+                keep = (pos >= t0) & (pos < t0 + n)
+                pos, spike = pos[keep] - t0, spike[keep]
+            self._fill(view, first, t0, keys, pos, spike)
             yield first, view, pos + first
+            first += n
 
     def fill(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
-        """Write samples [start, stop) into ``out``; return their absolute anomaly indices.
-
-        ``start`` must be a multiple of ``BLOCK_SIZE``.
-        """
+        """Write samples [start, stop) into ``out``; return their absolute anomaly indices."""
         labels = [pos for _, _, pos in self.blocks(start, stop, out) if len(pos)]
         return np.concatenate(labels) if labels else np.empty(0, np.int64)
+
+    def labels_before(self, sample: int) -> int:
+        """Number of anomalies at indices < ``sample``: where its labels start in the file.
+
+        Whole blocks come from the per-block counts; a ``sample`` inside a block
+        also counts that block's anomalies before it (one anomaly draw).
+        """
+        if self._label_starts is None:
+            self._label_starts = np.concatenate([[0], np.cumsum(self.label_counts())])
+        b, t = divmod(sample, BLOCK_SIZE)
+        if b >= self.num_blocks:
+            return int(self._label_starts[-1])
+        before = int(self._label_starts[b])
+        if t:
+            before += int(np.searchsorted(self.block_anomalies(b)[0], t))
+        return before
 
 
 def generate(

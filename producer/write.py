@@ -28,7 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from producer.generate import ALGORITHM, BIT_GENERATOR, BLOCK_SIZE, BlockGenerator
+from producer.generate import (
+    ALGORITHM,
+    BIT_GENERATOR,
+    BLOCK_SIZE,
+    MIN_CHUNK_SIZE,
+    BlockGenerator,
+)
 from shared.checksum import crc32
 from shared.errors import FormatError, StopRequest, StreamError, UsageError
 from shared.int64file import Int64File
@@ -39,6 +45,7 @@ from shared.stream import (
     npy_header,
     read_npy_header,
     sibling,
+    sidecar_path,
 )
 
 
@@ -48,6 +55,14 @@ def stream_extra(params: GenerationParams) -> dict:
         "block_size": BLOCK_SIZE,
         "generation": {**params.to_json(), "bit_generator": BIT_GENERATOR, "algorithm": ALGORITHM},
     }
+
+
+def check_chunk_size(chunk_size: int) -> None:
+    """Refuse a producer chunk below ``MIN_CHUNK_SIZE`` samples (any size above works)."""
+    if chunk_size < MIN_CHUNK_SIZE:
+        raise UsageError(
+            f"--chunk_size must be at least {MIN_CHUNK_SIZE} samples, not {chunk_size}"
+        )
 
 
 @dataclass
@@ -66,14 +81,13 @@ class _Labels:
     """The ``<stem>.labels.npy`` file: sorted int64 indices, preallocated to its final length.
 
     Per-block anomaly counts come from the anomaly streams alone (cheap), so each
-    chunk knows where its labels go and can write them before it commits.
+    chunk knows where its labels go (``BlockGenerator.labels_before`` its first
+    sample, whatever the chunk size) and can write them before it commits.
     """
 
-    def __init__(self, path: Path, counts: np.ndarray, chunk_size: int, resume: bool) -> None:
-        self.total = int(counts.sum())
-        blocks_per_chunk = chunk_size // BLOCK_SIZE
-        starts = np.concatenate([[0], np.cumsum(counts)])
-        self.chunk_first = starts[::blocks_per_chunk]
+    def __init__(self, path: Path, gen: BlockGenerator, resume: bool) -> None:
+        self.gen = gen
+        self.total = int(gen.label_counts().sum())
         self.path = path
         header = npy_header("<i8", self.total)
         if resume:
@@ -86,9 +100,10 @@ class _Labels:
             self.file.resize(self.total)
             self.file.write_header(header)
 
-    def write(self, chunk: int, labels: np.ndarray) -> None:
-        """Write one chunk's labels at their final place."""
-        self.file.write_at(int(self.chunk_first[chunk]), labels)
+    def write(self, start: int, labels: np.ndarray) -> None:
+        """Write the labels of the chunk that begins at sample ``start`` at their final place."""
+        if len(labels):
+            self.file.write_at(self.gen.labels_before(start), labels)
 
     def sync(self) -> None:
         """Make the labels written so far durable."""
@@ -123,12 +138,14 @@ def write_stream(
     the stream is then marked failed ("interrupted") and can be resumed.
     ``on_progress(n)`` is called (from worker threads) with each chunk's size.
     """
-    if chunk_size % BLOCK_SIZE:
-        raise UsageError(f"--chunk_size must be a multiple of the RNG block size {BLOCK_SIZE}")
+    check_chunk_size(chunk_size)
     stop = stop or threading.Event()
     path = Path(path)
     labels_path = sibling(path, LABELS_SUFFIX)
-    if params.anomalies is not None and not (overwrite or resume) and labels_path.exists():
+    # A labels file is ours to replace only beside our sidecar (a killed run's, which
+    # --resume takes over); before one exists it belongs to someone else.
+    ours = resume and sidecar_path(path).exists()
+    if params.anomalies is not None and not (overwrite or ours) and labels_path.exists():
         raise UsageError(f"{labels_path} exists; pass --overwrite to replace it")
     gen = BlockGenerator(params, num_samples, dtype)
     writer = StreamWriter(
@@ -197,7 +214,7 @@ def _open_labels(writer, gen, params, labels_path: Path, overwrite: bool, resume
         return None
     # A stream killed before its first commit may not have its labels file yet.
     keep = resume and any(writer.committed())
-    labels = _Labels(labels_path, gen.label_counts(), writer.layout.chunk_size, keep)
+    labels = _Labels(labels_path, gen, keep)
     writer.write_labels_meta(labels_file=labels.path.name, num_labels=labels.total)
     return labels
 
@@ -231,8 +248,8 @@ def _make_chunk(gen, labels, chunk: int, a: int, b: int, buf, write_block=None) 
             write_block(first, view)
         if len(pos):
             found.append(pos)
-    if labels is not None:
-        labels.write(chunk, np.concatenate(found) if found else np.empty(0, np.int64))
+    if labels is not None and found:
+        labels.write(a, np.concatenate(found))
     return checksum
 
 

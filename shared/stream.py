@@ -197,7 +197,14 @@ class Layout:
 # --------------------------------------------------------------------------- sidecar
 
 
-def _atomic_write_text(path: Path, text: str, fsync: bool = True) -> None:
+def _atomic_write_text(
+    path: Path, text: str, fsync: bool = True, exclusive: bool = False
+) -> None:
+    """Write ``text`` to a temporary file, then rename it to ``path``.
+
+    ``exclusive``: hard-link it into place instead, which fails (``FileExistsError``)
+    when ``path`` exists, so of two writers racing to create ``path`` one wins.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -209,7 +216,11 @@ def _atomic_write_text(path: Path, text: str, fsync: bool = True) -> None:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)
+            tmp.unlink()
+        else:
+            os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -305,7 +316,7 @@ class StreamWriter:
         self._thread: threading.Thread | None = None
         self._spare: Path | None = None
         if resume:
-            self._open_resume(num_samples, dtype, extra)
+            self._open_resume(num_samples, dtype, chunk_size, extra)
         else:
             self._create(num_samples, dtype, chunk_size, extra, overwrite)
         self._thread = threading.Thread(
@@ -323,9 +334,11 @@ class StreamWriter:
             raise StreamError(f"{self.path}: another producer is writing this stream") from None
 
     def _remove_stale_temps(self) -> None:
-        """Temporary sidecars left by a killed writer (we hold the lock: none is in use)."""
+        """Temporary sidecars and the spare file left by a killed writer (we hold the
+        lock: none is in use)."""
         for tmp in self.sidecar.parent.glob(f".{glob.escape(self.sidecar.name)}.*.tmp"):
             tmp.unlink(missing_ok=True)
+        self.sidecar.with_name(f".{self.sidecar.name}.spare").unlink(missing_ok=True)
 
     def _make_spare(self) -> None:
         """Hold back some disk space (a hidden file) so that ``fail()`` can still publish
@@ -351,6 +364,17 @@ class StreamWriter:
     def _create(
         self, n: int, dtype: str, chunk_size: int, extra: dict[str, Any], overwrite: bool
     ) -> None:
+        """Start a stream from nothing, in an order that a kill at any step leaves resumable.
+
+        The sidecar (no chunk committed) is published before the data file exists or
+        is touched, so every state set-up can leave has our sidecar beside it: nothing;
+        the sidecar alone; the sidecar and a data file being sized; the finished
+        set-up.  ``--resume`` takes each of them for "not started" and starts afresh,
+        while a data file *without* a sidecar is never ours (a user's .npy) and is
+        refused.  A reader never finds a readable data file without its sidecar, or
+        beside a previous run's sidecar.  An existing data file is locked before
+        anything is published, so a live producer's stream is never touched.
+        """
         path = self.path
         parent = check_output_path(path)
         if not overwrite:
@@ -375,15 +399,6 @@ class StreamWriter:
         if self.companions is not None:  # sized only once the data itself fits
             beside = self.companions()
             check(self.layout.file_size + sum(beside.values()), [path, *beside])
-        created = not path.exists()
-        # Open without truncating so that a live producer's lock is honoured first.
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        self._lock_fd(fd)
-        self._fd = fd
-        self._remove_stale_temps()
-        # Publish the new sidecar (no chunk committed) before the data file gets a valid
-        # header: a reader must never find a readable data file without its sidecar (it
-        # would pass for a finished plain NPY file) or beside a previous run's sidecar.
         self.doc = {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
@@ -401,8 +416,24 @@ class StreamWriter:
             "heartbeat": time.time(),
             "chunks": [None] * self.layout.num_chunks,
         }
+        created = not path.exists()
+        if created:
+            # Claim the name first.  Without --overwrite the claim is exclusive (a hard
+            # link), so of two producers starting the same new stream one is refused.
+            try:
+                self._publish(exclusive=not overwrite)
+            except FileExistsError:
+                raise UsageError(
+                    f"{self.sidecar} exists; pass --overwrite to replace it or --resume to "
+                    "continue it"
+                ) from None
+        # Open without truncating so that a live producer's lock is honoured first.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._lock_fd(fd)
+        self._fd = fd
+        self._remove_stale_temps()
         try:
-            self._publish()
+            self._publish()  # ours now (replacing a previous run's sidecar, if any)
             os.ftruncate(fd, 0)
             self._reserve(self.layout.file_size)
             os.pwrite(fd, header, 0)
@@ -419,7 +450,7 @@ class StreamWriter:
             self._fd = -1
             self._drop_spare()
             if created:  # leave nothing behind for a stream that never started
-                for p in (path, self.sidecar):
+                for p in (path, self.sidecar):  # data first: a lone sidecar is still ours
                     p.unlink(missing_ok=True)
             raise
 
@@ -439,14 +470,33 @@ class StreamWriter:
             else:
                 raise
 
-    def _open_resume(self, n: int, dtype: str, extra: dict[str, Any]) -> None:
+    def _open_resume(self, n: int, dtype: str, chunk_size: int, extra: dict[str, Any]) -> None:
+        """Continue the stream; start it if it does not exist or was killed while setting up.
+
+        Whatever state a kill left (see :meth:`_create`), our sidecar says what it is:
+        no sidecar and no data file is a stream not begun; a sidecar with no committed
+        chunk is one still setting up (nothing worth keeping: start afresh, keeping
+        its chunk size for any reader already following it).  A data file without a
+        sidecar is not one of ours and is refused, untouched.
+        """
         path = self.path
-        if not path.exists() or not self.sidecar.exists():
-            raise UsageError(f"{path}: nothing to resume (data file or sidecar missing)")
         if path.is_dir():
             raise UsageError(f"{path}: is a directory")
+        if not self.sidecar.exists():
+            if path.exists():
+                raise UsageError(
+                    f"{path}: exists but has no sidecar ({self.sidecar.name}), so it is not "
+                    "a stream this program wrote; nothing to resume (--overwrite replaces it)"
+                )
+            self._create(n, dtype, chunk_size, extra, overwrite=False)  # not begun: begin
+            return
         doc = load_sidecar(self.sidecar)
         fresh = all(c is None for c in doc["chunks"])  # nothing committed yet
+        if not fresh and not path.exists():
+            raise FormatError(
+                f"{path}: data file missing beside a sidecar with committed chunks; "
+                "cannot resume (--overwrite starts again)"
+            )
         info = None if fresh else read_npy_header(path)
         if info is not None and np.dtype(SUPPORTED_DTYPES[doc["dtype"]]) != info.dtype:
             raise FormatError(
@@ -465,8 +515,8 @@ class StreamWriter:
                     f"(stream has {json.dumps(have)}, asked for {json.dumps(value)})"
                 )
         if fresh:
-            # Killed while setting up (perhaps before the data file had its header):
-            # nothing is worth keeping, so resuming is starting afresh.
+            # Killed while setting up (perhaps before the data file existed or had its
+            # header): nothing is worth keeping, so resuming is starting afresh.
             self._create(n, dtype, int(doc["chunk_size"]), extra, overwrite=True)
             return
         fd = os.open(path, os.O_RDWR)
@@ -495,11 +545,11 @@ class StreamWriter:
         with self._lock:
             return [c is not None for c in self.doc["chunks"]]
 
-    def _publish(self) -> None:
+    def _publish(self, exclusive: bool = False) -> None:
         with self._lock:
             self.doc["heartbeat"] = time.time()
             text = json.dumps(self.doc, separators=(",", ":"))
-        _atomic_write_text(self.sidecar, text, fsync=True)
+        _atomic_write_text(self.sidecar, text, fsync=True, exclusive=exclusive)
 
     def _publisher(self) -> None:
         last = 0.0
