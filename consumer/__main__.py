@@ -221,11 +221,26 @@ def _summary_line(summary: dict, parquet: Path) -> str:
     )
 
 
+# Seconds a cold compile of each detector's kernels took on the development machine
+# (2 cores; NUMBA_CACHE_DIR pointed at an empty directory, a 3e6-sample stream).
+COMPILE_SECONDS = {"zscore": 1, "likelihood": 4, "stl": 30}
+
+
+def _prepare_kernels(detector: str, quiet: bool) -> None:
+    """Cached kernels load cheaply; a run that must compile them first says so."""
+    from shared.jit import announce_compiles, fast_cache_loads
+
+    fast_cache_loads()
+    if not quiet and detector in COMPILE_SECONDS:
+        announce_compiles("consumer", detector, COMPILE_SECONDS[detector])
+
+
 def _run(args: argparse.Namespace, stop: StopRequest) -> int:
     config = _config(args)
     interval = positive_float("--metrics_interval", args.metrics_interval)
     if args.verify:
         return _verify(args)
+    _prepare_kernels(args.type, args.quiet)
     progress = Progress("consumer", quiet=args.quiet, metrics=args.metrics, interval=interval)
 
     def log(msg: str) -> None:

@@ -2,8 +2,8 @@
 
 One JSON file (``<stem>.consumer.json``), replaced atomically.  It holds the
 run's *identity* (input, length, chunk size, detector, dense-scores path,
-format version) and its *progress* (chunks done, samples, indices and Parquet
-rows written, and whether the run finished).  ``--resume`` continues only a
+format version) and its *progress* (chunks done, samples, indices, Parquet rows
+and Parquet part files written, and whether the run finished).  ``--resume`` continues only a
 checkpoint whose identity equals the new run's.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 from shared.errors import FormatError, UsageError
 from shared.stream import atomic_write_json
 
-VERSION = 1
+VERSION = 2  # 2: the Parquet rows are a directory of parts (``parts``)
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Progress:
     indices: int = 0
     rows: int = 0
     final: bool = False
+    parts: int = 0  # Parquet part files published (part 0 holds only the schema)
 
 
 class Checkpoint:
@@ -66,7 +67,7 @@ class Checkpoint:
                     f"cannot resume: '{key}' differs from the checkpoint "
                     f"({state.get(key)!r} != {value!r})"
                 )
-        for key in ("next_chunk", "samples", "indices", "rows"):
+        for key in ("next_chunk", "samples", "indices", "rows", "parts"):
             if not isinstance(state.get(key), int):
                 raise FormatError(f"{self.path}: corrupt checkpoint (no {key})")
         return Progress(
@@ -75,4 +76,5 @@ class Checkpoint:
             state["indices"],
             state["rows"],
             bool(state.get("final", False)),
+            state["parts"],
         )

@@ -34,7 +34,7 @@ from consumer.inputs import (
     input_format,
     source_signature,
 )
-from consumer.sink import INDEX_HEADER_LEN, Outputs, label_figures
+from consumer.sink import INDEX_HEADER_LEN, Outputs, check_rows_path, label_figures
 from consumer.tail import Tail
 from shared.errors import FormatError, ProducerFailed, StopRequest, StreamError, UsageError
 from shared.stream import (
@@ -95,6 +95,14 @@ class OutputPaths:
             for p in (self.indices, self.parquet, self.summary, self.checkpoint, self.scores)
             if p is not None
         ] + list(series)
+
+    def check(self) -> None:
+        """Usage checks of every output path (the Parquet rows are a directory of parts)."""
+        for p in self.all():
+            if p == self.parquet:
+                check_rows_path(p)
+            else:
+                check_output_path(p)
 
 
 def load_labels(path: str | os.PathLike[str]) -> np.ndarray:
@@ -283,8 +291,7 @@ class _ConsumerRun:
         assert paths.series is not None
         if config.column is None:
             raise UsageError(f"{self.file}: a table input needs --column (the value column)")
-        for p in paths.all():
-            check_output_path(p)
+        paths.check()
         if not config.resume and not config.overwrite:
             for p in paths.all():
                 if p.exists():
@@ -584,8 +591,7 @@ def _prepare_outputs(
     one continues.  Outputs without a checkpoint are not a resumable run's and
     are refused.  Temporary files a killed run left beside the outputs go.
     """
-    for p in paths.all():
-        check_output_path(p)
+    paths.check()
     present = [p for p in paths.all() if p.exists() and not (skip and p in skip)]
     if not resume:
         if present and not overwrite:

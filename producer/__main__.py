@@ -100,8 +100,23 @@ def _options(args: argparse.Namespace) -> _Options:
     return _Options(n, threads, chunk, lookahead, interval, params)
 
 
+# Seconds a cold compile of the generator's kernels took on the development machine
+# (2 cores, NUMBA_CACHE_DIR pointed at an empty directory).
+COMPILE_SECONDS = 3
+
+
+def _prepare_kernels(quiet: bool) -> None:
+    """Cached kernels load cheaply; a run that must compile them first says so."""
+    from shared.jit import announce_compiles, fast_cache_loads
+
+    fast_cache_loads()
+    if not quiet:
+        announce_compiles("producer", "generator", COMPILE_SECONDS)
+
+
 def _run(args: argparse.Namespace, stop: StopRequest) -> int:
     opt = _options(args)
+    _prepare_kernels(args.quiet)
     progress = Progress("producer", quiet=args.quiet, metrics=args.metrics, interval=opt.interval)
 
     def on_open(writer, todo) -> None:

@@ -37,6 +37,7 @@ from conftest import subprocess_env
 from procutil import pause
 
 import consumer
+from consumer.sink import part_name
 from producer import generate_with_labels
 
 BLOCK = 1 << 16
@@ -323,7 +324,10 @@ def assert_consumer_outputs_equal(out: Path, ref: ConsumerRef, what: str) -> Non
     index = table["index"].to_numpy()
     assert len(np.unique(index)) == len(index), f"{what}: duplicated Parquet rows"
     assert table.num_rows == ref.table.num_rows, what
-    assert table.sort_by("index").equals(ref.table), f"{what}: Parquet rows differ"
+    # The parts read in name order: the rows in index order, no part left over or missing.
+    assert table.equals(ref.table), f"{what}: Parquet rows differ"
+    parts = sorted(q.name for q in (out / "o.parquet").iterdir())
+    assert parts == [part_name(k) for k in range(len(parts))], (what, parts)
     assert sha256_file(out / "sc.npy") == ref.scores_sha, f"{what}: scores differ"
     summary = json.loads((out / "s.json").read_text())
     assert summary["status"] == "complete", (what, summary)
@@ -583,25 +587,49 @@ def test_consumer_sigkill_then_resume_is_identical(consumer_ref, tmp_path, snaps
     consumer_crash_trials(3, seed=4242, ref=consumer_ref, where=tmp_path, snapshot=snapshot)
 
 
+def _split_parts(rows: Path, first: int) -> None:
+    """Rewrite a finished rows dataset as part 0 (schema), part 1 (the row groups of the
+    chunks before ``first``) and part 2 (the rest), plus a torn temporary part 3."""
+    groups = [
+        pq.ParquetFile(q).read_row_group(g)
+        for q in sorted(rows.glob("*.parquet"))
+        for g in range(pq.read_metadata(q).num_row_groups)
+    ]
+    schema = groups[0].schema
+    for q in rows.iterdir():
+        q.unlink()
+    for k, part in enumerate(([], groups[:first], groups[first:])):
+        with pq.ParquetWriter(rows / part_name(k), schema, compression="zstd") as w:
+            for t in part:
+                w.write_table(t, row_group_size=max(1, len(t)))
+    (rows / f".{part_name(3)}.tmp").write_bytes(b"PAR1 torn")
+
+
 def test_consumer_resume_cuts_off_what_was_written_after_the_checkpoint(small_files, tmp_path):
     """The state a crash between publishes leaves: indices appended past the index file's
-    header, a header and Parquet row groups published past the checkpoint."""
+    header, a header and a Parquet part published past the checkpoint, a torn part."""
     install(small_files, tmp_path)
-    want = {n: (tmp_path / n).read_bytes() for n in ("s.anomalies.npy", "s.anomalies.parquet")}
+    rows = tmp_path / "s.anomalies.parquet"
+    want_idx = (tmp_path / "s.anomalies.npy").read_bytes()
+    want_rows = pq.read_table(rows)
     idx = np.load(tmp_path / "s.anomalies.npy")
     ckpt_path = tmp_path / "s.consumer.json"
     ckpt = json.loads(ckpt_path.read_text())
     assert ckpt["next_chunk"] == 5 and ckpt["final"] is True
     kept = int((idx < 2 * BLOCK).sum())
     assert 0 < kept < len(idx)
-    ckpt.update(next_chunk=2, samples=2 * BLOCK, indices=kept, rows=kept, final=False)
+    _split_parts(rows, 2)
+    ckpt.update(next_chunk=2, samples=2 * BLOCK, indices=kept, rows=kept, parts=2, final=False)
     ckpt_path.write_text(json.dumps(ckpt))
     with open(tmp_path / "s.anomalies.npy", "ab") as fh:
         fh.write(np.arange(100, dtype="<i8").tobytes())  # appended, never published
     rc, out, err = run("consumer", "--file", "s.npy", "--resume", "--quiet", cwd=tmp_path)
     assert rc == 0, err
-    assert (tmp_path / "s.anomalies.npy").read_bytes() == want["s.anomalies.npy"]
-    np.testing.assert_array_equal(pq.read_table(tmp_path / "s.anomalies.parquet")["index"], idx)
+    assert (tmp_path / "s.anomalies.npy").read_bytes() == want_idx
+    got = pq.read_table(rows)
+    assert got.equals(want_rows) and got.schema == want_rows.schema
+    assert sorted(q.name for q in rows.iterdir()) == [part_name(k) for k in range(3)]
+    assert pq.read_metadata(rows / part_name(1)).num_row_groups == 2  # kept as it was
     summary = json.loads((tmp_path / "s.summary.json").read_text())
     assert summary["anomalies"] == len(idx) and summary["samples"] == SMALL_N
 
@@ -1024,18 +1052,20 @@ SMALL = [
 
 @pytest.fixture(scope="module")
 def small_files(tmp_path_factory) -> dict[str, bytes]:
-    """A finished stream s.npy with labels and the consumer's outputs and checkpoint."""
+    """A finished stream s.npy with labels and the consumer's outputs and checkpoint
+    (relative path -> bytes; the Parquet rows are a directory of parts)."""
     d = tmp_path_factory.mktemp("small")
     rc, _, err = run("producer", *SMALL, "--file", "s.npy", cwd=d)
     assert rc == 0, err
     rc, _, err = run("consumer", "--file", "s.npy", "--quiet", cwd=d)
     assert rc == 0, err
-    return {p.name: p.read_bytes() for p in d.iterdir()}
+    return {str(p.relative_to(d)): p.read_bytes() for p in d.rglob("*") if p.is_file()}
 
 
 def install(files: dict[str, bytes], d: Path) -> None:
     """Copy the small stream and consumer outputs into ``d`` (checkpoint pointing there)."""
     for fname, data in files.items():
+        (d / fname).parent.mkdir(exist_ok=True)
         (d / fname).write_bytes(data)
     ckpt = json.loads((d / "s.consumer.json").read_text())
     ckpt["input"] = str((d / "s.npy").resolve())
@@ -1062,6 +1092,7 @@ def _truncate_data(d: Path) -> None:
 
 def _make_dir(d: Path) -> None:
     (d / "adir").mkdir()
+    (d / "adir" / "notes.txt").write_text("not a part file")  # not a consumer's rows either
 
 
 def _corrupt_checkpoint(d: Path) -> None:

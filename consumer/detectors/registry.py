@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Any
 
 from consumer.detectors.base import Detector, SeriesInfo
-from consumer.detectors.likelihood import LikelihoodDetector
-from consumer.detectors.stl import StlDetector
-from consumer.detectors.zscore import ZScoreDetector
 from shared.errors import UsageError
 from shared.params import ParamError, Params, ParamTypeError, for_option, parse_json_object
 
-DETECTORS: dict[str, type[Detector]] = {
-    ZScoreDetector.name: ZScoreDetector,
-    StlDetector.name: StlDetector,
-    LikelihoodDetector.name: LikelihoodDetector,
+# name -> "module:class". A detector's module (its kernels, numba) is imported only when
+# that detector is built: a zscore run does not load the STL kernels.
+DETECTORS: dict[str, str] = {
+    "zscore": "consumer.detectors.zscore:ZScoreDetector",
+    "stl": "consumer.detectors.stl:StlDetector",
+    "likelihood": "consumer.detectors.likelihood:LikelihoodDetector",
 }
+
+
+def detector_class(type: str) -> type[Detector]:
+    """The class of the detector named ``type`` (a key of ``DETECTORS``), imported now."""
+    module, _, name = DETECTORS[type].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def make_detector(
@@ -53,7 +59,7 @@ def make_detector(
         if cli:
             raise UsageError(f"--type: unknown detector '{type}' (choose from {names})")
         raise ParamError("type", f"must be one of {names}, not {type!r}")
-    cls = DETECTORS[type]
+    cls = detector_class(type)
     if not cli:
         return cls(_params(cls, params, "params"), series)
     with for_option("--params"):

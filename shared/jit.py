@@ -1,0 +1,128 @@
+"""numba's on-disk kernel cache as the command-line programs use it.
+
+Two things, both for ``python -m producer`` and ``python -m consumer`` only (the
+Python API leaves numba as it is):
+
+* **Cheap cache loads** (:func:`fast_cache_loads`).  Before loading a cached
+  kernel, numba's ``Cache.load_overload`` refreshes the target context: it imports
+  every typing and lowering registry numba has (arrays, lists, dicts, sets, random,
+  polynomials, ...), and ``numba.np.arraymath`` probes for BLAS by importing
+  ``scipy.linalg`` (0.15-0.35 s by itself here).  That cost 0.4-0.7 s of a
+  consumer's start-up, yet loading cached machine code needs none of it: only the
+  runtime (NRT) whose symbols the code links against.  A compile (cache miss) still
+  refreshes everything first, in numba's compiler pipeline.
+* **The first-run notice** (:func:`announce_compiles`).  numba broadcasts a
+  ``"numba:compile"`` event (``numba.core.event``) when a dispatcher misses its
+  cache and is about to compile; the first one prints one line saying what is being
+  compiled, about how long it takes, and that later runs use the cache.  A run whose
+  kernels are all cached prints nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+from collections.abc import Callable
+
+__all__ = ["announce_compiles", "compile_notice", "fast_cache_loads", "is_compile_notice"]
+
+_NOTICE = re.compile(r"^\w+: compiling the .+ kernels \(first run, about \d+ s\)")
+
+
+def compile_notice(prog: str, what: str, seconds: float) -> str:
+    """The one line a run prints before it compiles: ``prog: compiling the <what> kernels ...``."""
+    return (
+        f"{prog}: compiling the {what} kernels (first run, about {max(1, round(seconds))} s); "
+        "later runs use the cache"
+    )
+
+
+def is_compile_notice(line: str) -> bool:
+    """Whether ``line`` is a :func:`compile_notice` (``single_machine.py`` forwards these)."""
+    return bool(_NOTICE.match(line))
+
+
+def fast_cache_loads() -> bool:
+    """Make numba load cached kernels without refreshing its whole target context.
+
+    Installs, once per process, a ``numba.core.caching.Cache.load_overload`` that
+    initialises the runtime and loads the cached code, as numba's own does after
+    its refresh.  Returns whether it is installed (False with a numba whose cache
+    class lacks the private methods this relies on: loads then stay numba's own,
+    slower but the same; ``tests/test_startup.py`` checks that it is installed).
+    """
+    from numba.core import caching
+    from numba.core.runtime import nrt
+
+    cache = caching.Cache
+    if getattr(cache.load_overload, "_tsstream_fast", False):
+        return True
+    if not (
+        hasattr(cache, "_load_overload") and hasattr(cache, "_guard_against_spurious_io_errors")
+    ):
+        return False
+
+    def load_overload(self, sig, target_context):
+        # What numba's refresh() does that cached code needs: the NRT symbols it links to.
+        nrt.rtsys.initialize(target_context)
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
+
+    load_overload._tsstream_fast = True  # type: ignore[attr-defined]
+    load_overload.__doc__ = cache.load_overload.__doc__
+    cache.load_overload = load_overload
+    return True
+
+
+def announce_compiles(
+    prog: str, what: str, seconds: float, write: Callable[[str], object] | None = None
+) -> None:
+    """Print :func:`compile_notice` once, when the first kernel of this process compiles.
+
+    Parameters
+    ----------
+    prog
+        The program (``"consumer"``) that starts the line.
+    what
+        What is compiled (``"stl"``, ``"generator"``).
+    seconds
+        The expected wait (a cold compile measured on the development machine).
+    write
+        Where the line goes (default: stderr, flushed at once).
+    """
+    from numba.core import event
+
+    line = compile_notice(prog, what, seconds) + "\n"
+
+    def to_stderr(text: str) -> None:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+    listener = _first_compile_listener()(line, write or to_stderr)
+    event.register("numba:compile", listener)
+
+
+def _first_compile_listener():
+    """The listener class (it derives from numba's, so it is built when numba is loaded)."""
+    from numba.core import event
+
+    class FirstCompile(event.Listener):
+        """Writes its line at the first ``numba:compile`` event, then stays silent."""
+
+        def __init__(self, line: str, write: Callable[[str], object]) -> None:
+            self.line, self.write = line, write
+            self.lock = threading.Lock()
+            self.done = False
+
+        def on_start(self, ev) -> None:
+            with self.lock:  # compiles hold numba's compiler lock; this one is ours
+                if self.done:
+                    return
+                self.done = True
+            self.write(self.line)
+
+        def on_end(self, ev) -> None:
+            pass
+
+    return FirstCompile
