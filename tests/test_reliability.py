@@ -1,7 +1,10 @@
 """Fault injection against the real command-line programs, on real files.
 
-* crashes: ``SIGKILL`` of the producer and of the consumer at seeded random moments,
-  then ``--resume``: bytes (sha256) equal to an uninterrupted run's;
+* crashes: ``SIGKILL`` of the producer and of the consumer at seeded random moments
+  spread over the whole run (from launch), and before every single file change of a run
+  (the kill-point zygote of ``tests/killpoints.py``, which reaches the few-millisecond
+  set-up windows that real-time kills miss), then ``--resume``: bytes (sha256) equal to
+  an uninterrupted run's;
 * disk full (tiny tmpfs), up front and mid-run, and ``RLIMIT_FSIZE``;
 * a single writer per stream (``flock``), several readers;
 * ``SIGINT`` / ``SIGTERM``: prompt exit with 130 / 143, one line, resumable state;
@@ -34,6 +37,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import subprocess_env
+from killpoints import Zygote
 from procutil import pause
 
 import consumer
@@ -203,33 +207,39 @@ def want_slow(request: pytest.FixtureRequest) -> None:
 # -- reference runs (uninterrupted) ------------------------------------------------------
 
 
+STREAM_FILES = ["s.labels.npy", "s.npy", "s.stream.json"]  # a finished stream, nothing else
+
+
+@pytest.fixture(scope="module")
+def zygote():
+    """The kill-point zygote (tests/killpoints.py): forks of the warm CLI programs."""
+    z = Zygote()
+    yield z
+    z.close()
+
+
 @dataclass
 class ProducerRef:
     data_sha: str
     labels_sha: str
     num_chunks: int
-    setup_s: float  # sidecar published -> first chunk committed (kernel warm-up)
+    wall_s: float  # launch -> exit of an uninterrupted run (start-up included)
 
 
 @pytest.fixture(scope="module")
 def producer_ref(tmp_path_factory) -> ProducerRef:
     d = tmp_path_factory.mktemp("pref")
     f = d / "s.npy"
+    t0 = time.monotonic()
     p = popen("producer", *producer_args(f.name), cwd=d)
     try:
-        wait_until(lambda: sidecar_of(f).exists() or p.poll() is not None, what="sidecar")
-        t_side = time.monotonic()
-        wait_until(
-            lambda: p.poll() is not None or (committed(f) or (0,))[0] > 0, what="first commit"
-        )
-        t_first = time.monotonic()
+        wait_until(lambda: p.poll() is not None, what="the reference run")
+        wall_s = time.monotonic() - t0
         out, err = p.communicate(timeout=300)
     finally:
         kill(p)
     assert p.returncode == 0, err
-    ref = ProducerRef(
-        sha256_file(f), sha256_file(d / "s.labels.npy"), committed(f)[1], t_first - t_side
-    )
+    ref = ProducerRef(sha256_file(f), sha256_file(d / "s.labels.npy"), committed(f)[1], wall_s)
     # The reference itself is right: the bytes producer.generate computes.
     x, labels = generate_with_labels(
         P_N, seed=P_SEED, anomalies=P_ANOMALIES, seasonality=P_SEASONALITY, threads=2
@@ -238,7 +248,7 @@ def producer_ref(tmp_path_factory) -> ProducerRef:
     assert np.array_equal(np.load(d / "s.labels.npy"), labels)
     del x
     f.unlink()
-    print(f"\nproducer reference: set-up (warm-up) {ref.setup_s:.2f} s")
+    print(f"\nproducer reference: {ref.wall_s:.2f} s from launch to exit")
     return ref
 
 
@@ -250,8 +260,7 @@ class ConsumerRef:
     table: object  # pyarrow.Table, sorted by index
     summary: dict
     index_bytes: int  # final size of the index file
-    setup_s: float  # outputs created -> first index appended (kernel warm-up)
-    run_s: float  # outputs created -> exit
+    wall_s: float  # launch -> exit of an uninterrupted run (start-up included)
 
 
 @pytest.fixture(scope="module")
@@ -274,16 +283,14 @@ def consumer_ref(tmp_path_factory) -> ConsumerRef:
     assert rc == 0, err
     out = d / "ref"
     out.mkdir()
+    t0 = time.monotonic()
     p = popen("consumer", *consumer_args(f, out), cwd=d)
     try:
-        wait_until(lambda: (out / "i.npy").exists() or p.poll() is not None, what="outputs")
-        t0 = time.monotonic()
-        wait_until(lambda: index_size(out) > 128 or p.poll() is not None, what="progress")
-        setup_s = time.monotonic() - t0
+        wait_until(lambda: p.poll() is not None, what="the reference run")
+        wall_s = time.monotonic() - t0
         _, err = p.communicate(timeout=300)
     finally:
         kill(p)
-    run_s = time.monotonic() - t0
     assert p.returncode == 0, err
     table = pq.read_table(out / "o.parquet")
     idx = np.load(out / "i.npy")
@@ -292,7 +299,7 @@ def consumer_ref(tmp_path_factory) -> ConsumerRef:
     np.testing.assert_array_equal(table["index"].to_numpy(), idx)
     summary = json.loads((out / "s.json").read_text())
     assert summary["anomalies"] == len(idx) > 100_000 and summary["samples"] == C_N
-    print(f"\nconsumer reference: {len(idx)} anomalies, set-up {setup_s:.2f} s, run {run_s:.2f} s")
+    print(f"\nconsumer reference: {len(idx)} anomalies, {wall_s:.2f} s from launch to exit")
     return ConsumerRef(
         f,
         sha256_file(out / "i.npy"),
@@ -300,8 +307,7 @@ def consumer_ref(tmp_path_factory) -> ConsumerRef:
         table.sort_by("index"),
         summary,
         index_size(out),
-        setup_s,
-        run_s,
+        wall_s,
     )
 
 
@@ -338,50 +344,56 @@ def assert_consumer_outputs_equal(out: Path, ref: ConsumerRef, what: str) -> Non
 # -- 1. producer: SIGKILL at random moments, then --resume ---------------------------------
 
 
-def producer_crash_trials(trials: int, seed: int, ref: ProducerRef, where: Path) -> None:
-    """Every third trial kills during set-up (stream published, kernels warming up) after
-    a random delay; the others once a random number of chunks is committed (so that the
-    kill lands mid-run whatever the machine's load), plus a random delay up to 20 ms."""
+def producer_crash_trials(trials: int, seed: int, ref: ProducerRef, where: Path, zygote) -> None:
+    """Every third trial kills ``python -m producer`` at a random moment of the whole run,
+    drawn uniformly from launch to the reference run's exit (interpreter start-up,
+    set-up, chunks, finish); the others once a random number of chunks is committed (so
+    that the kill lands mid-run whatever the machine's load), plus up to 20 ms.  The
+    ``--resume`` that finishes it runs as a fork of the kill-point zygote (the same CLI
+    ``main``, without another interpreter start-up)."""
     rng = random.Random(seed)
     report = []
     for t in range(trials):
-        phase = "setup" if t % 3 == 2 else "run"
+        phase = "any" if t % 3 == 2 else "run"
         d = where / f"p{t}"
         d.mkdir()
         f = d / "s.npy"
-        if phase == "setup":
-            target, delay = 0, rng.uniform(0.0, 0.6) * ref.setup_s
+        if phase == "any":
+            target, delay = None, rng.uniform(0.0, ref.wall_s)
         else:
             target, delay = rng.randint(1, int(0.9 * ref.num_chunks)), rng.uniform(0.0, 0.02)
         p = popen("producer", *producer_args(f.name), cwd=d)
         try:
-            wait_until(
-                lambda f=f, p=p, k=target: p.poll() is not None or ((committed(f) or (-1,))[0] >= k)
-            )
+            if target is not None:
+                wait_until(
+                    lambda f=f, p=p, k=target: (
+                        p.poll() is not None or ((committed(f) or (-1,))[0] >= k)
+                    )
+                )
             time.sleep(delay)
             p.kill()
             _, err = p.communicate(timeout=60)
         finally:
             kill(p)
-        state = committed(f)
-        assert state is not None, (t, err)
-        done, total, status = state
+        done, total, status = committed(f) or (0, ref.num_chunks, None)
         killed = p.returncode == -signal.SIGKILL
         report.append((t, phase, target, round(delay, 3), done, total, p.returncode))
         tag = (
             f"trial {t} (seed {seed}, {phase}, after {target} chunks + {delay:.3f} s: "
             f"{done}/{total} committed)"
         )
+        names = {q.name for q in d.iterdir()}
+        assert "s.npy" not in names or "s.stream.json" in names, f"{tag}: data without sidecar"
         if done:  # every chunk the killed run committed is intact
             assert consumer.verify(str(f)) == [], tag
-        rc, out, err = run("producer", *producer_args(f.name), "--resume", cwd=d)
-        assert rc == 0, f"{tag}: --resume failed: {err}"
+        r = zygote.run("producer", [*producer_args(f.name), "--resume"], d)
+        assert r.returncode == 0, f"{tag}: --resume failed: {r.stderr}"
         if killed and done < total:
-            assert out == "" and err == "", (tag, out, err)
+            assert r.stdout == "" and r.stderr == "", (tag, r)
         assert committed(f)[2] == "complete", tag
         assert sha256_file(f) == ref.data_sha, f"{tag}: data differs from uninterrupted run"
         assert sha256_file(d / "s.labels.npy") == ref.labels_sha, f"{tag}: labels differ"
-        assert sorted(q.name for q in d.iterdir()) == ["s.labels.npy", "s.npy", "s.stream.json"]
+        assert sorted(q.name for q in d.iterdir()) == STREAM_FILES, tag
         shutil.rmtree(d)
     print("\nproducer kills (trial, phase, target, delay s, committed, chunks, rc):", report)
     mid = [r for r in report if r[1] == "run" and 0 < r[4] < r[5] and r[6] == -signal.SIGKILL]
@@ -389,50 +401,16 @@ def producer_crash_trials(trials: int, seed: int, ref: ProducerRef, where: Path)
     assert len(mid) >= math.ceil(0.6 * len(runs)), f"too few kills landed mid-run: {report}"
 
 
-def test_producer_sigkill_then_resume_is_identical(producer_ref, tmp_path):
-    producer_crash_trials(3, seed=20240601, ref=producer_ref, where=tmp_path)
+def test_producer_sigkill_then_resume_is_identical(producer_ref, zygote, tmp_path):
+    producer_crash_trials(3, seed=20240601, ref=producer_ref, where=tmp_path, zygote=zygote)
 
 
 @pytest.mark.slow
 def test_producer_sigkill_then_resume_is_identical_soak(tmp_path, request):
     want_slow(request)
     ref = request.getfixturevalue("producer_ref")
-    producer_crash_trials(20, seed=777, ref=ref, where=tmp_path)
-
-
-def test_producer_resume_of_a_stream_killed_before_its_first_commit(tmp_path):
-    """The sidecar is published before the data file gets its header and before the
-    labels file exists: a stream killed in between is resumed by starting afresh."""
-    args = [
-        "--num_samples",
-        300_000,
-        "--file",
-        "s.npy",
-        "--chunk_size",
-        BLOCK,
-        "--seed",
-        3,
-        "--anomalies",
-        '{"rate": 0.01}',
-        "--quiet",
-    ]
-    rc, _, err = run("producer", *args, cwd=tmp_path)
-    assert rc == 0, err
-    side = tmp_path / "s.stream.json"
-    doc = json.loads(side.read_text())
-    doc["chunks"] = [None] * len(doc["chunks"])
-    doc["status"] = "running"
-    for key in ("labels_file", "num_labels"):
-        doc.pop(key)
-    side.write_text(json.dumps(doc))
-    (tmp_path / "s.labels.npy").unlink()
-    os.truncate(tmp_path / "s.npy", 0)  # no header yet
-    rc, out, err = run("producer", *args, "--resume", cwd=tmp_path)
-    assert rc == 0, err
-    x, labels = generate_with_labels(300_000, seed=3, anomalies={"rate": 0.01})
-    np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), x)
-    np.testing.assert_array_equal(np.load(tmp_path / "s.labels.npy"), labels)
-    assert committed(tmp_path / "s.npy")[2] == "complete"
+    zygote = request.getfixturevalue("zygote")
+    producer_crash_trials(20, seed=777, ref=ref, where=tmp_path, zygote=zygote)
 
 
 def test_producer_resume_refuses_other_parameters_and_no_ops_when_complete(tmp_path, snapshot):
@@ -521,27 +499,32 @@ def test_producer_resume_refuses_other_parameters_and_no_ops_when_complete(tmp_p
 # -- 2. consumer: SIGKILL at random moments, then --resume ---------------------------------
 
 
-def consumer_crash_trials(trials: int, seed: int, ref: ConsumerRef, where: Path, snapshot) -> None:
-    """Every third trial kills during set-up (outputs created, kernels warming up) after a
-    random delay; the others once the index file has reached a random fraction of its
-    final size (so whatever the machine's load), plus a random delay up to 0.2 s, which
-    also lands some kills in the final publish."""
+def consumer_crash_trials(
+    trials: int, seed: int, ref: ConsumerRef, where: Path, snapshot, zygote
+) -> None:
+    """Every third trial kills ``python -m consumer`` at a random moment of the whole run,
+    drawn uniformly from launch to the reference run's exit (start-up and output set-up
+    included); the others once the index file has reached a random fraction of its final
+    size (so whatever the machine's load), plus up to 0.2 s, which also lands some kills
+    in the final publish.  The refused rerun and the ``--resume`` run as forks of the
+    kill-point zygote (the same CLI ``main``)."""
     rng = random.Random(seed)
     report = []
     for t in range(trials):
         if t % 3 == 2:
-            target, delay = 0, rng.uniform(0.0, 0.8) * ref.setup_s
+            target, delay = None, rng.uniform(0.0, ref.wall_s)
         else:
             target, delay = int(rng.uniform(0.0, 1.0) * ref.index_bytes), rng.uniform(0.0, 0.2)
         out = where / f"c{t}"
         out.mkdir()
         p = popen("consumer", *consumer_args(ref.stream, out), cwd=where)
         try:
-            wait_until(
-                lambda out=out, p=p, k=target: (
-                    p.poll() is not None or ((out / "i.npy").exists() and index_size(out) >= k)
+            if target is not None:
+                wait_until(
+                    lambda out=out, p=p, k=target: (
+                        p.poll() is not None or ((out / "i.npy").exists() and index_size(out) >= k)
+                    )
                 )
-            )
             time.sleep(delay)
             p.kill()
             _, err = p.communicate(timeout=60)
@@ -566,12 +549,12 @@ def consumer_crash_trials(trials: int, seed: int, ref: ConsumerRef, where: Path,
         if t == 0:
             # Without --resume or --overwrite the outputs of the killed run are refused.
             before = snapshot(out)
-            rc, o, e = run("consumer", *consumer_args(ref.stream, out), cwd=where)
-            line = one_line(e, "consumer")
-            assert rc == 2 and "exists" in line and "--resume" in line, (tag, line)
+            r = zygote.run("consumer", consumer_args(ref.stream, out), where)
+            line = one_line(r.stderr, "consumer")
+            assert r.returncode == 2 and "exists" in line and "--resume" in line, (tag, line)
             assert snapshot(out) == before, tag
-        rc, o, e = run("consumer", *consumer_args(ref.stream, out), "--resume", cwd=where)
-        assert rc == 0, f"{tag}: --resume failed: {e}"
+        r = zygote.run("consumer", [*consumer_args(ref.stream, out), "--resume"], where)
+        assert r.returncode == 0, f"{tag}: --resume failed: {r.stderr}"
         assert_consumer_outputs_equal(out, ref, tag)
         final = read_json(out / "i.consumer.json")
         assert final["final"] is True and final["samples"] == C_N, (tag, final)
@@ -583,8 +566,8 @@ def consumer_crash_trials(trials: int, seed: int, ref: ConsumerRef, where: Path,
     assert len(mid) >= math.ceil(0.6 * trials), f"too few kills landed mid-run: {report}"
 
 
-def test_consumer_sigkill_then_resume_is_identical(consumer_ref, tmp_path, snapshot):
-    consumer_crash_trials(3, seed=4242, ref=consumer_ref, where=tmp_path, snapshot=snapshot)
+def test_consumer_sigkill_then_resume_is_identical(consumer_ref, zygote, tmp_path, snapshot):
+    consumer_crash_trials(3, 4242, consumer_ref, tmp_path, snapshot, zygote)
 
 
 def _split_parts(rows: Path, first: int) -> None:
@@ -638,7 +621,246 @@ def test_consumer_resume_cuts_off_what_was_written_after_the_checkpoint(small_fi
 def test_consumer_sigkill_then_resume_is_identical_soak(tmp_path, snapshot, request):
     want_slow(request)
     ref = request.getfixturevalue("consumer_ref")
-    consumer_crash_trials(20, seed=99, ref=ref, where=tmp_path, snapshot=snapshot)
+    consumer_crash_trials(20, 99, ref, tmp_path, snapshot, request.getfixturevalue("zygote"))
+
+
+# -- 2b. a kill before every single file change (set-up included) -----------------------
+#
+# Real-time kills cannot reliably land in a window of a few milliseconds (the producer's
+# set-up: sidecar, data file, header, labels file).  The kill-point zygote
+# (tests/killpoints.py, test-only) runs the real CLI ``main`` in a forked process and
+# SIGKILLs it just before its k-th change to a file: k = 1, 2, ... reaches every state a
+# run can leave behind.
+
+
+KP_N = 200_001
+KP_CHUNK = 70_000  # not a multiple of the RNG block: resume at any chunk size too
+KP_GEN = dict(seed=21, anomalies={"rate": 0.01}, seasonality={"period": 100})
+
+
+def kp_producer_args(*extra: object) -> list[object]:
+    return [
+        "--num_samples",
+        KP_N,
+        "--file",
+        "s.npy",
+        "--chunk_size",
+        KP_CHUNK,
+        "--seed",
+        KP_GEN["seed"],
+        "--anomalies",
+        json.dumps(KP_GEN["anomalies"]),
+        "--seasonality",
+        json.dumps(KP_GEN["seasonality"]),
+        "--quiet",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def kp_stream(zygote, tmp_path_factory) -> tuple[bytes, bytes]:
+    """(data file, labels file) bytes of the kill-point stream, checked against generate."""
+    d = tmp_path_factory.mktemp("kpref")
+    r = zygote.run("producer", kp_producer_args(), d)
+    assert r.returncode == 0 and r.killed_at is None, r
+    data, labels = (d / "s.npy").read_bytes(), (d / "s.labels.npy").read_bytes()
+    x, want = generate_with_labels(KP_N, **KP_GEN)
+    header_len = read_json(d / "s.stream.json")["header_len"]
+    assert data[header_len:] == x.tobytes()
+    np.testing.assert_array_equal(np.load(d / "s.labels.npy"), want)
+    return data, labels
+
+
+def assert_stream_resumes(zygote, d: Path, args: list[object], want, tag: str) -> None:
+    """What a kill left is recognisably ours, and ``--resume`` finishes it byte for byte."""
+    names = {q.name for q in d.iterdir()}
+    assert "s.npy" not in names or "s.stream.json" in names, f"{tag}: data without sidecar"
+    r = zygote.run("producer", [*args, "--resume"], d)
+    assert r.returncode == 0 and r.stderr == "", (tag, r)
+    assert r.stdout in ("", "producer: s.npy is already complete; nothing to do\n"), (tag, r)
+    assert sorted(q.name for q in d.iterdir()) == STREAM_FILES, tag
+    assert read_json(d / "s.stream.json")["status"] == "complete", tag
+    assert (d / "s.npy").read_bytes() == want[0], f"{tag}: data differs"
+    assert (d / "s.labels.npy").read_bytes() == want[1], f"{tag}: labels differ"
+
+
+def producer_kill_points(zygote, where: Path, want, mode: str, stride: int, seed: int) -> list:
+    """Kill before every ``stride``-th file change of a run, then ``--resume``; every fifth
+    time the resume itself is killed at a random change first (a kill during recovery)."""
+    args = kp_producer_args("--threads", 2, *(["--sync"] if mode == "sync" else []))
+    (where / "count").mkdir()
+    total = zygote.run("producer", args, where / "count").changes
+    rng = random.Random(seed)
+    killed = []
+    for n, k in enumerate(range(1, total + 1, stride)):
+        d = where / f"{mode}{k}"
+        d.mkdir()
+        r = zygote.run("producer", args, d, kill_at=k)
+        tag = f"{mode}: killed before file change {k} of {total}: {r.killed_at}"
+        if r.killed_at is None:  # thread timing: this run needed fewer changes
+            assert r.returncode == 0, (tag, r.stderr)
+        else:
+            assert r.returncode == -signal.SIGKILL, (tag, r.stderr)
+            killed.append(r.killed_at)
+        if n % 5 == 4:
+            j = rng.randint(1, total)
+            again = zygote.run("producer", [*args, "--resume"], d, kill_at=j)
+            tag += f"; its --resume killed before change {j}: {again.killed_at}"
+        assert_stream_resumes(zygote, d, args, want, tag)
+        shutil.rmtree(d)
+    return killed
+
+
+# --sync differs from async only once chunks are written: every other change suffices.
+@pytest.mark.parametrize("mode, stride", [("async", 1), ("sync", 2)])
+def test_producer_killed_before_each_file_change_resumes_identically(
+    zygote, kp_stream, tmp_path, mode, stride
+):
+    killed = producer_kill_points(zygote, tmp_path, kp_stream, mode, stride, seed=5)
+    if stride > 1:
+        return
+    # The set-up's steps were among the kill points (claim, data file, size, header,
+    # labels file), and so were chunk writes and commits.
+    for step in [
+        ("link", "s.stream.json"),
+        ("open", "s.npy"),
+        ("ftruncate", "s.npy"),
+        ("pwrite", "s.npy"),
+        ("open", "s.labels.npy"),
+        ("pwrite", "s.labels.npy"),
+        ("replace", "s.stream.json"),
+    ]:
+        assert step in killed, (step, sorted(set(killed)))
+
+
+def test_producer_resume_starts_a_missing_stream_and_refuses_what_is_not_ours(
+    zygote, kp_stream, tmp_path, snapshot
+):
+    args = kp_producer_args()
+    # Nothing there: --resume starts the stream.
+    r = zygote.run("producer", [*args, "--resume"], tmp_path)
+    assert r.returncode == 0 and r.stderr == "", r
+    assert sorted(q.name for q in tmp_path.iterdir()) == STREAM_FILES
+    assert (tmp_path / "s.npy").read_bytes() == kp_stream[0]
+    # A user's plain .npy (no sidecar) is not a stream to resume, nor is a labels file
+    # beside a stream that does not exist: refused, nothing modified.
+    for d, files in (("plain", ["s.npy"]), ("labels", ["s.labels.npy"])):
+        (tmp_path / d).mkdir()
+        for name in files:
+            np.save(
+                tmp_path / d / name, np.arange(10, dtype=np.int64 if "labels" in name else float)
+            )
+        before = snapshot(tmp_path / d)
+        r = zygote.run("producer", [*args, "--resume"], tmp_path / d)
+        line = one_line(r.stderr, "producer", d)
+        assert r.returncode == 2 and ("no sidecar" in line or "exists" in line), (d, line)
+        assert snapshot(tmp_path / d) == before, d
+    # A sidecar with committed chunks whose data file is gone cannot be finished.
+    (tmp_path / "s.npy").unlink()
+    before = snapshot(tmp_path)
+    r = zygote.run("producer", [*args, "--resume"], tmp_path)
+    line = one_line(r.stderr, "producer")
+    assert r.returncode == 1 and "data file missing" in line, line
+    assert snapshot(tmp_path) == before
+
+
+KP_OUTPUTS = ["i.consumer.json", "i.npy", "o.parquet", "s.json", "sc.npy"]
+
+
+def kp_consumer_args(stream: Path) -> list[object]:
+    return [
+        "--file",
+        stream,
+        "--threads",
+        2,
+        "--params",
+        '{"window": 100, "threshold": 2.5}',
+        "--labels",
+        stream.with_name("s.labels.npy"),
+        "--indices",
+        "i.npy",
+        "--out",
+        "o.parquet",
+        "--summary",
+        "s.json",
+        "--scores",
+        "sc.npy",
+        "--quiet",
+    ]
+
+
+def consumer_outputs(d: Path) -> dict:
+    """Everything a consumer run must reproduce: files' bytes, Parquet rows, summary counts."""
+    summary = json.loads((d / "s.json").read_text())
+    hidden = [str(q.relative_to(d)) for q in d.rglob(".*")]
+    return {
+        "files": sorted(q.name for q in d.iterdir()),
+        "hidden": hidden,
+        "indices": (d / "i.npy").read_bytes(),
+        "scores": (d / "sc.npy").read_bytes(),
+        "rows": pq.read_table(d / "o.parquet").sort_by("index").to_pydict(),
+        "summary": {
+            k: summary.get(k)
+            for k in (
+                "status",
+                "anomalies",
+                "samples",
+                "labels",
+                "true_positives",
+                "precision",
+                "recall",
+            )
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def kp_consumer_ref(zygote, kp_stream, tmp_path_factory):
+    d = tmp_path_factory.mktemp("kpc")
+    r = zygote.run("producer", kp_producer_args(), d)
+    assert r.returncode == 0 and (d / "s.npy").read_bytes() == kp_stream[0], r
+    (d / "ref").mkdir()
+    r = zygote.run("consumer", kp_consumer_args(d / "s.npy"), d / "ref")
+    assert r.returncode == 0 and r.killed_at is None, r
+    ref = consumer_outputs(d / "ref")
+    idx = np.load(d / "ref" / "i.npy")
+    np.testing.assert_array_equal(
+        idx, consumer.detect(np.load(d / "s.npy"), window=100, threshold=2.5)
+    )
+    assert len(idx) > 1000 and ref["files"] == KP_OUTPUTS and ref["hidden"] == []
+    assert ref["summary"]["anomalies"] == len(idx) and ref["summary"]["labels"] > 0
+    return d / "s.npy", ref, r.changes
+
+
+def test_consumer_killed_before_each_file_change_resumes_identically(
+    zygote, kp_consumer_ref, tmp_path
+):
+    stream, ref, total = kp_consumer_ref
+    args = kp_consumer_args(stream)
+    rng = random.Random(11)
+    killed = []
+    for k in range(1, total + 1):
+        d = tmp_path / f"c{k}"
+        d.mkdir()
+        r = zygote.run("consumer", args, d, kill_at=k)
+        tag = f"killed before file change {k} of {total}: {r.killed_at}"
+        if r.killed_at is None:
+            assert r.returncode == 0, (tag, r.stderr)
+        else:
+            assert r.returncode == -signal.SIGKILL, (tag, r.stderr)
+            killed.append(r.killed_at)
+        if k % 5 == 0:  # and kill the first --resume too
+            j = rng.randint(1, total)
+            again = zygote.run("consumer", [*args, "--resume"], d, kill_at=j)
+            tag += f"; its --resume killed before change {j}: {again.killed_at}"
+        r = zygote.run("consumer", [*args, "--resume"], d)
+        assert r.returncode == 0 and r.stderr == "", (tag, r)
+        got = consumer_outputs(d)
+        for key, value in ref.items():
+            assert got[key] == value, f"{tag}: {key} differs"
+        shutil.rmtree(d)
+    for step in [("replace", "i.consumer.json"), ("open", "i.npy"), ("open", "sc.npy")]:
+        assert step in killed, (step, sorted(set(killed)))
 
 
 # -- 3. disk full and file size limit ------------------------------------------------------
