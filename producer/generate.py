@@ -24,6 +24,7 @@ file's bytes.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 
@@ -195,6 +196,9 @@ class BlockGenerator:
         self.spike_size = a.magnitude * params.distribution.std if a is not None else 0.0
         self._label_counts: np.ndarray | None = None
         self._label_starts: np.ndarray | None = None
+        # A block's keys and anomalies, drawn once for the several chunks that share it
+        # (chunks smaller than a block, or starting inside one); thread-safe.
+        self._block = functools.lru_cache(maxsize=256)(self._draw_block)
 
     def warm_up(self) -> None:
         """Load the compiled kernels (numba cache) now rather than inside a timed run."""
@@ -253,6 +257,11 @@ class BlockGenerator:
         spike = np.where(negative, -self.spike_size, self.spike_size)
         return pos, spike
 
+    def _draw_block(self, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Keys, anomaly positions and spike offsets of ``block`` (cached by ``_block``)."""
+        keys = block_keys(self.params.seed, block)
+        return (keys, *self.block_anomalies(block, keys))
+
     def label_counts(self) -> np.ndarray:
         """Number of anomalies in every block (drawn from the anomaly keys only).
 
@@ -287,11 +296,10 @@ class BlockGenerator:
             b, t0 = divmod(first, BLOCK_SIZE)
             n = min(BLOCK_SIZE - t0, stop - first)
             view = out[:n] if reuse else out[first - start : first - start + n]
-            keys = block_keys(self.params.seed, b)
-            pos, spike = self.block_anomalies(b, keys)
-            if t0 or n < BLOCK_SIZE:
-                keep = (pos >= t0) & (pos < t0 + n)
-                pos, spike = pos[keep] - t0, spike[keep]
+            keys, pos, spike = self._block(b)
+            if len(pos) and (t0 or n < BLOCK_SIZE):  # the block's anomalies in this piece
+                i, j = np.searchsorted(pos, (t0, t0 + n))
+                pos, spike = pos[i:j] - t0, spike[i:j]
             self._fill(view, first, t0, keys, pos, spike)
             yield first, view, pos + first
             first += n
@@ -314,7 +322,7 @@ class BlockGenerator:
             return int(self._label_starts[-1])
         before = int(self._label_starts[b])
         if t:
-            before += int(np.searchsorted(self.block_anomalies(b)[0], t))
+            before += int(np.searchsorted(self._block(b)[1], t))
         return before
 
 
