@@ -636,6 +636,7 @@ def test_consumer_sigkill_then_resume_is_identical_soak(tmp_path, snapshot, requ
 KP_N = 200_001
 KP_CHUNK = 70_000  # not a multiple of the RNG block: resume at any chunk size too
 KP_GEN = dict(seed=21, anomalies={"rate": 0.01}, seasonality={"period": 100})
+KP_STREAM = ("s.npy", "s.labels.npy")  # what must equal an uninterrupted run's, byte for byte
 
 
 def kp_producer_args(*extra: object) -> list[object]:
@@ -861,6 +862,57 @@ def test_consumer_killed_before_each_file_change_resumes_identically(
         shutil.rmtree(d)
     for step in [("replace", "i.consumer.json"), ("open", "i.npy"), ("open", "sc.npy")]:
         assert step in killed, (step, sorted(set(killed)))
+
+
+@pytest.mark.slow
+def test_kill_points_soak(zygote, kp_consumer_ref, tmp_path, request):
+    """Random configurations (threads, --sync, dtype, chunk sizes from the minimum up), each
+    killed at a random file change, then its resumes killed up to three more times at
+    random changes, then resumed to the end: producer and consumer."""
+    want_slow(request)
+    rng = random.Random(20261201)
+    refs: dict[tuple, tuple[bytes, bytes]] = {}
+    for t in range(40):
+        config = (
+            rng.choice([1, 2, 3]),
+            rng.choice([False, True]),
+            rng.choice(["float64", "float32"]),
+            rng.choice([4096, 5000, BLOCK, 70_000, 2 * BLOCK + 3, 1 << 20]),
+        )
+        threads, sync, dtype, chunk = config
+        args = [*kp_producer_args("--threads", threads, "--dtype", dtype), "--chunk_size", chunk]
+        args += ["--sync"] * sync
+        if config not in refs:
+            (tmp_path / "ref").mkdir()
+            r = zygote.run("producer", args, tmp_path / "ref")
+            assert r.returncode == 0, r
+            refs[config] = tuple((tmp_path / "ref" / n).read_bytes() for n in KP_STREAM)
+            shutil.rmtree(tmp_path / "ref")
+        d = tmp_path / f"p{t}"
+        d.mkdir()
+        kills = []
+        for attempt in range(rng.randint(1, 4)):
+            k = rng.randint(1, 60)
+            r = zygote.run("producer", [*args, *(["--resume"] if attempt else [])], d, kill_at=k)
+            kills.append((k, r.killed_at))
+        assert_stream_resumes(zygote, d, args, refs[config], f"{config}: kills {kills}")
+        shutil.rmtree(d)
+    stream, ref, total = kp_consumer_ref
+    args = kp_consumer_args(stream)
+    for t in range(30):
+        d = tmp_path / f"c{t}"
+        d.mkdir()
+        kills = []
+        for attempt in range(rng.randint(1, 4)):
+            k = rng.randint(1, total)
+            r = zygote.run("consumer", [*args, *(["--resume"] if attempt else [])], d, kill_at=k)
+            kills.append((k, r.killed_at))
+        r = zygote.run("consumer", [*args, "--resume"], d)
+        assert r.returncode == 0 and r.stderr == "", (kills, r)
+        got = consumer_outputs(d)
+        for key, value in ref.items():
+            assert got[key] == value, f"kills {kills}: {key} differs"
+        shutil.rmtree(d)
 
 
 # -- 3. disk full and file size limit ------------------------------------------------------
