@@ -6,7 +6,8 @@ Writes the same stream (``write_stream``, seasonality and anomalies on, async) w
 ``--chunks`` size in turn, the sizes alternated within every round so that a machine
 whose speed drifts treats them alike, on ``--threads`` threads (and with ``--sync`` if
 asked), into ``--dir``.  Prints one JSON object per size: the median seconds and
-samples/s over the rounds, and the ratio to the first size given.
+samples/s over the rounds, the median CPU seconds of the process (less disturbed than
+the wall clock when other work shares the machine), and both ratios to the first size.
 """
 
 from __future__ import annotations
@@ -42,10 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.dir or tempfile.mkdtemp(prefix="chunks-"))
     path = work / "chunks.npy"
     times: dict[int, list[float]] = {c: [] for c in args.chunks}
+    cpu: dict[int, list[float]] = {c: [] for c in args.chunks}
     write_stream(path, min(n, 1 << 20), params, overwrite=True)  # kernels loaded, pages warm
     for _ in range(args.rounds):
         for chunk in args.chunks:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             write_stream(
                 path,
                 n,
@@ -56,9 +58,11 @@ def main(argv: list[str] | None = None) -> int:
                 overwrite=True,
             )
             times[chunk].append(time.perf_counter() - t0)
+            cpu[chunk].append(time.process_time() - c0)
     base = statistics.median(times[args.chunks[0]])
+    base_cpu = statistics.median(cpu[args.chunks[0]])
     for chunk in args.chunks:
-        t = statistics.median(times[chunk])
+        t, c = statistics.median(times[chunk]), statistics.median(cpu[chunk])
         row = {
             "chunk_size": chunk,
             "samples": n,
@@ -67,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(t, 4),
             "samples_per_s": n / t,
             "time_vs_first": round(t / base, 3),
+            "cpu_seconds": round(c, 4),
+            "cpu_vs_first": round(c / base_cpu, 3),
             "rounds": [round(x, 4) for x in times[chunk]],
         }
         print(json.dumps(row), flush=True)
