@@ -3,7 +3,10 @@
     python single_machine.py                                  # quick demo, < 1 minute
     python single_machine.py --num_samples 1000000000 --detector stl
 
-The consumer tails the stream while the producer writes it.  Both append
+The consumer tails the stream while the producer writes it: a ring of chunk
+slots in shared memory (``/dev/shm`` when it has room, else the temporary
+directory; ``--ring``), so any length runs in bounded memory and never waits on
+a disk, or with ``--file`` a full ``.npy`` stream kept on disk.  Both append
 throughput samples to JSONL metrics files; at the end a table of figures is
 printed and a throughput/lag chart is rendered.
 """
@@ -27,11 +30,14 @@ from shared.cli import OneLineParser
 from shared.errors import StreamError, UsageError
 from shared.metrics import read_metrics
 from shared.params import generation_params, parse_json_object, positive_float, positive_int
-from shared.stream import LABELS_SUFFIX, sibling
+from shared.stream import DEFAULT_CHUNK_SIZE, LABELS_SUFFIX, sibling
 
 DEFAULT_N = 20_000_000
 DEFAULT_SEASONALITY = '{"amplitude": 5, "period": 200}'
 DEFAULT_ANOMALIES = '{"rate": 1e-4, "magnitude": 8}'
+DEFAULT_RING = 256 << 20  # bytes: 31 slots of the default 8 MiB chunks
+SHARED_MEMORY = Path("/dev/shm")
+ROOM_BESIDE = 64 << 20  # outputs, metrics and the chart beside the ring
 DEFAULT_DETECTOR_PARAMS = {
     "stl": '{"threshold": 5}',
     "zscore": '{"window": 1000, "threshold": 5}',
@@ -52,7 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=str(DEFAULT_N),
         help=f"samples to generate (default {DEFAULT_N})",
     )
-    p.add_argument("--file", help="stream path (default: a temporary directory)")
+    p.add_argument(
+        "--file", help="write a full .npy stream here (default: a temporary ring stream)"
+    )
+    p.add_argument(
+        "--ring",
+        help=f"size of the ring stream (default {DEFAULT_RING >> 20}MiB, less when /dev/shm "
+        "has less room); with --file, a ring at that path",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --file stream")
     # generation options, as the producer spells them (distribution params: --gen_params)
@@ -140,6 +153,7 @@ class Plan:
     plot: Path
     producer: list[str]
     consumer: list[str]
+    ring: int | None = None  # bytes of a ring stream (None: a file stream)
 
 
 def plan(args: argparse.Namespace) -> Plan:
@@ -178,7 +192,8 @@ def plan(args: argparse.Namespace) -> Plan:
     parse_json_object("--params", det_params)
     if args.labels and not Path(args.labels).exists():
         raise UsageError(f"--labels: {args.labels}: no such file")
-    tmpdir = None if args.file else Path(tempfile.mkdtemp(prefix="tsstream-"))
+    ring, where = _ring_plan(args, n, gen)
+    tmpdir = None if args.file else Path(tempfile.mkdtemp(prefix="tsstream-", dir=where))
     stream = Path(args.file) if args.file else tmpdir / "stream.npy"
     metrics = [sibling(stream, f".{side}.metrics.jsonl") for side in ("producer", "consumer")]
     for p in metrics:
@@ -191,12 +206,45 @@ def plan(args: argparse.Namespace) -> Plan:
         prod = _replay_command(args, stream, metrics[0])
     else:
         prod = _producer_command(args, n, stream, gen, metrics[0], pt)
+        prod += ["--ring", str(ring)] if ring else []
     cons = _consumer_command(args, stream, det_params, metrics[1], ct)
     if args.labels:
         cons += ["--labels", str(Path(args.labels).resolve())]
     elif gen is not None and gen.anomalies:
         cons += ["--labels", str(sibling(stream, LABELS_SUFFIX))]
-    return Plan(n, stream, tmpdir, metrics[0], metrics[1], plot, prod, cons)
+    return Plan(n, stream, tmpdir, metrics[0], metrics[1], plot, prod, cons, ring)
+
+
+def _ring_plan(args: argparse.Namespace, n: int, gen) -> tuple[int | None, Path | None]:
+    """The ring's size (None: a file stream) and the directory for the temporary run.
+
+    Without ``--file`` the stream is a ring in ``/dev/shm`` when that has room for it
+    (the default size shrinks to half the room left there, down to eight chunks),
+    else in the temporary directory; with ``--file``, a ring only if ``--ring`` is given.
+    """
+    from shared.ring import parse_size
+
+    if args.replay:
+        if args.ring:
+            raise UsageError("--ring is for generated streams, not --replay")
+        return None, None
+    size = parse_size("--ring", args.ring) if args.ring else None
+    if args.file:
+        return size, None
+    chunk = positive_int("--chunk_size", args.chunk_size) if args.chunk_size else None
+    chunk_bytes = (chunk or DEFAULT_CHUNK_SIZE) * (4 if args.dtype == "float32" else 8)
+    labels = 8 * int(n * gen.anomalies.rate) + (1 << 20) if gen.anomalies else 0
+    try:
+        room = shutil.disk_usage(SHARED_MEMORY).free - labels - ROOM_BESIDE
+        usable = os.access(SHARED_MEMORY, os.W_OK)
+    except OSError:
+        room, usable = 0, False
+    if size is None and usable and room < DEFAULT_RING:
+        size = (room // 2) >> 20 << 20  # a smaller ring that fits, if it holds 8 chunks
+        if size < 8 * chunk_bytes + (1 << 20):
+            size = None
+    size = size or DEFAULT_RING
+    return size, (SHARED_MEMORY if usable and size <= room else None)
 
 
 def _replay_command(args, stream: Path, metrics: Path) -> list[str]:
@@ -351,6 +399,8 @@ def report(pl: Plan, args: argparse.Namespace, pf: dict, cf: dict, wall: float) 
             f"  against {cf['labels']:,} injected labels: precision {cf['precision']:.4f}, "
             f"recall {cf['recall']:.4f}, F1 {cf['f1']:.4f}"
         )
+    if pl.ring:
+        print(f"  stream: a ring of {pl.ring / 2**20:.0f} MiB at {pl.stream}")
     print(f"  throughput chart: {pl.plot}")
     outs = cf.get("outputs", {})
     summary = sibling(pl.stream, ".summary.json")
@@ -390,6 +440,8 @@ def run(args: argparse.Namespace) -> int:
         figures = {
             "samples": n,
             "detector": args.detector,
+            "stream": str(pl.stream),
+            "ring_bytes": pl.ring,
             "wall_seconds": round(wall, 4),
             "wall_samples_per_s": n / wall,
             "pipeline_seconds": round(span, 4) if span else None,

@@ -1,8 +1,9 @@
 """``python -m consumer.evaluate``: NAB scores of our detectors and of published results.
 
-Runs each ``--detector`` over every CSV under ``--data`` (recursively) and/or reads
-other detectors' per-file results in NAB's layout (``--results``), then scores them all
-on the same files with NAB's rule (``consumer.nab``) under every application profile::
+Runs each ``--detector`` over every data file under ``--data`` (recursively) and/or
+reads other detectors' per-file results in NAB's layout (``--results``), then scores
+them all on the same files with NAB's rule (``consumer.nab``) under every application
+profile::
 
     python -m consumer.evaluate --data NAB/data --windows NAB/labels/combined_windows.json \\
         --detector stl --params '{"period": "1d"}' --detector zscore --params '{"window": 500}' \\
@@ -15,6 +16,13 @@ period use one day of samples.  Per-row scores in [0, 1] are ``consumer.score``'
 detector's documented unit score (NaN rows count as 0).  Thresholds are optimised per
 profile over the files scored, unless ``--thresholds`` gives a detector's (NAB's
 ``thresholds.json`` layout; detectors missing from it are still optimised).
+
+Data files are read directly, with no conversion step, by the consumer's readers
+(``consumer.inputs.read_rows``): CSV, Parquet, Parquet datasets (folders named
+``*.parquet``), Arrow IPC / Feather and ``.npy`` series with a time grid, with the
+consumer's ``--column`` / ``--timestamp`` / ``--format`` options.  A file is scored
+row by row in file order, under the windows of the key with its path (``x.parquet``
+takes the windows of ``x.csv``).
 """
 
 from __future__ import annotations
@@ -23,13 +31,15 @@ import argparse
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
 from consumer import nab
+from consumer.inputs import SUFFIXES, TableOptions, input_format
 from shared.cli import OneLineParser, exit_now, run_cli
 from shared.errors import StopRequest, UsageError
 from shared.params import for_option, parse_json_object
@@ -39,6 +49,9 @@ DAY_NS = 86_400 * 10**9
 DURATION_UNITS_NS = {"w": 7 * DAY_NS, "d": DAY_NS, "h": 3600 * 10**9, "min": 60 * 10**9}
 DURATION_UNITS_NS.update({"m": 60 * 10**9, "s": 10**9})
 DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(w|d|h|min|m|s)\s*$")
+DATASET_SUFFIXES = (".parquet", ".pq")  # a folder with such a name is one Parquet dataset
+# Suffixes left out when a data file is matched to a windows key (x.series.npy -> x.csv).
+KEY_SUFFIXES = {*SUFFIXES, ".gz", ".bz2", ".zst", ".lz4", ".series"}
 
 
 @dataclass
@@ -88,7 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score detectors with the Numenta Anomaly Benchmark rule on a folder of "
         "NAB-style CSVs (timestamp,value), for NAB's three application profiles.",
     )
-    p.add_argument("--data", required=True, help="folder of CSVs (searched recursively)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="folder of data files, searched recursively: CSV, Parquet (files, or dataset "
+        "folders named *.parquet), Arrow/Feather, .npy series",
+    )
+    p.add_argument("--column", default="value", help="the value column (default value)")
+    p.add_argument(
+        "--timestamp", default="timestamp", help="the timestamp column (default timestamp)"
+    )
+    p.add_argument("--format", help="only data files of this format: csv, parquet, arrow or npy")
     p.add_argument("--windows", required=True, help="labelled windows (combined_windows.json)")
     p.add_argument("--profiles", help="NAB profiles.json (default: NAB's standard weights)")
     p.add_argument(
@@ -119,14 +142,78 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- inputs
 
 
-def data_files(data_dir: Path) -> list[str]:
-    """Every ``*.csv`` under ``data_dir``, as sorted POSIX paths relative to it."""
+def data_files(data_dir: Path, format: str | None = None) -> list[str]:
+    """Every data file under ``data_dir``, as sorted POSIX paths relative to it.
+
+    A data file has an input suffix (``consumer.inputs.SUFFIXES``: CSV, Parquet,
+    Arrow / Feather, ``.npy``) or is a folder named ``*.parquet`` / ``*.pq`` (a
+    Parquet dataset, not searched into); names starting with ``.`` or ``_`` are
+    left out.  ``format`` keeps only the files of that format.
+    """
     if not data_dir.is_dir():
         raise UsageError(f"--data: {data_dir}: no such folder")
-    names = sorted(p.relative_to(data_dir).as_posix() for p in data_dir.rglob("*.csv"))
+    if format is not None:
+        input_format(data_dir, format)  # a bad --format: its one-line error
+    names = []
+    stack = [data_dir]
+    while stack:
+        for p in stack.pop().iterdir():
+            if p.name.startswith((".", "_")):
+                continue
+            dataset = p.is_dir() and p.suffix.lower() in DATASET_SUFFIXES
+            if p.is_dir() and not dataset:
+                stack.append(p)
+            elif dataset or p.suffix.lower() in SUFFIXES:
+                if format is None or input_format(p) == format:
+                    names.append(p.relative_to(data_dir).as_posix())
     if not names:
-        raise UsageError(f"--data: {data_dir}: no .csv files in it")
-    return names
+        kind = f"{format} files" if format else "data files"
+        raise UsageError(f"--data: {data_dir}: no {kind} in it")
+    return sorted(names)
+
+
+def _strip_suffixes(name: str) -> str:
+    path = PurePosixPath(name)
+    while path.suffix.lower() in KEY_SUFFIXES:
+        path = path.with_suffix("")
+    return path.as_posix()
+
+
+def window_key(name: str, keys: Iterable[str]) -> str:
+    """The windows file's key for data file ``name``.
+
+    The key equal to ``name``, else the one key that names the same path with
+    other input suffixes (``realKnownCause/nyc_taxi.parquet``, or ``.series.npy``,
+    takes the windows of ``realKnownCause/nyc_taxi.csv``).
+    """
+    keys = list(keys)
+    if name in keys:
+        return name
+    stem = _strip_suffixes(name)
+    same = [k for k in keys if _strip_suffixes(k) == stem]
+    if len(same) != 1:
+        raise UsageError(f"{name}: not in the windows file (no labels for it)")
+    return same[0]
+
+
+def corpus_keys(names: list[str], windows: Iterable[str]) -> dict[str, str]:
+    """Data file name -> windows key, refusing two data files for one key."""
+    out: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for name in names:
+        key = window_key(name, windows)
+        if key in seen:
+            raise UsageError(
+                f"--data: {seen[key]} and {name} both hold '{key}'; "
+                "keep one (or choose with --format)"
+            )
+        seen[key] = out[name] = key
+    return out
+
+
+def table_options(args: argparse.Namespace) -> TableOptions:
+    """The columns (and format) to read data files with."""
+    return TableOptions(args.column, args.timestamp, args.format)
 
 
 def cadence_ns(timestamps: np.ndarray) -> int:
@@ -204,15 +291,20 @@ def _detector_scores(values: np.ndarray, type: str, params: dict[str, Any]) -> n
 
 
 def run_detector(
-    spec: DetectorSpec, data_dir: Path, names: list[str], stop: StopRequest
+    spec: DetectorSpec,
+    data_dir: Path,
+    names: list[str],
+    stop: StopRequest,
+    options: TableOptions | None = None,
 ) -> dict[str, np.ndarray]:
-    """Scores of one ``--detector`` on every data file."""
+    """Scores of one ``--detector`` on every data file (read with ``options``' columns)."""
     params = parse_json_object("--params", spec.params_text)
+    options = options or TableOptions("value", "timestamp")
     out = {}
     for name in names:
         if stop.is_set():
             raise stop.interrupted()
-        timestamps, values = nab.read_series(data_dir / name)
+        timestamps, values = _read(data_dir / name, options)
         try:
             file_params = resolve_params(spec.type, params, timestamps)
             out[name] = _detector_scores(values, spec.type, file_params)
@@ -221,33 +313,43 @@ def run_detector(
     return out
 
 
+def _read(path: Path, options: TableOptions) -> tuple[np.ndarray, np.ndarray]:
+    assert options.timestamp is not None
+    return nab.read_series(path, options.column, options.timestamp, options.format)
+
+
 # --------------------------------------------------------------------------- scoring
 
 
 def score_all(args: argparse.Namespace, stop: StopRequest) -> tuple[list[str], list[Entry]]:
     """Every table row: the ``--detector`` runs, then each ``--results`` detector."""
     data_dir = Path(args.data)
-    names = data_files(data_dir)
+    names = data_files(data_dir, args.format)
     specs: list[DetectorSpec] = args.detectors or []
     if not specs and not args.results:
         raise UsageError("give --detector and/or --results (nothing to score)")
     for spec in specs:
         parse_json_object("--params", spec.params_text)  # malformed JSON: fail before any work
-    nab.load_windows(args.windows)
+    keys = corpus_keys(names, nab.load_windows(args.windows))
     nab.load_profiles(args.profiles)
     given = nab.load_all_thresholds(args.thresholds) if args.thresholds else {}
+    options = table_options(args)
+    timestamps = {keys[name]: _read(data_dir / name, options)[0] for name in names}
     runs = [(label, "detector", spec) for label, spec in zip(_labels(specs), specs, strict=True)]
     if args.results:
         runs += [(name, "results", name) for name in result_detectors(Path(args.results))]
     entries = []
     for label, source, what in runs:
         if source == "detector":
-            scores = run_detector(what, data_dir, names, stop)
+            by_name = run_detector(what, data_dir, names, stop, options)
+            scores = {keys[name]: s for name, s in by_name.items()}
         else:
-            scores = read_result_scores(Path(args.results), what, names)
+            scores = read_result_scores(Path(args.results), what, sorted(timestamps))
         # Detectors missing from --thresholds are optimised.
         thresholds = given.get(label if source == "results" else what.type)
-        results = nab.evaluate(scores, data_dir, args.windows, args.profiles, thresholds)
+        results = nab.evaluate(
+            scores, data_dir, args.windows, args.profiles, thresholds, timestamps=timestamps
+        )
         entries.append(Entry(label, source, "given" if thresholds else "optimised", results))
     return names, entries
 

@@ -28,10 +28,16 @@ so outputs can carry timestamps and a duration can be turned into samples.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+import queue
+import signal
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,11 +45,12 @@ from typing import Any
 import numpy as np
 
 from shared.checksum import crc32
-from shared.errors import UsageError
+from shared.errors import Interrupted, UsageError
 from shared.stream import (
     DEFAULT_CHUNK_SIZE,
     FORMAT_NAME,
     FORMAT_VERSION,
+    StreamReader,
     atomic_write_json,
     npy_header,
     sidecar_path,
@@ -63,7 +70,10 @@ SUFFIXES = {
 }
 CADENCE_PROBE = 1 << 20  # rows whose median step is the cadence
 CSV_BLOCK = 16 << 20  # bytes per CSV block
-BATCH_ROWS = 1 << 20  # rows per Parquet batch
+BATCH_ROWS = 1 << 20  # rows per batch of a Parquet row group read in batches
+ROW_GROUP_BYTES = 64 << 20  # a larger row group (uncompressed) is read alone, in batches
+READ_AHEAD_BYTES = 96 << 20  # row groups (uncompressed) being decoded or waiting, at most
+MAX_READERS = 8  # Parquet row groups decoded at once, at most (also <= the cores)
 HEADER_LEN = 128  # fixed NPY header length: the length can be rewritten at the end
 MAX_GAP = 10**8  # a single gap longer than this many samples (and 100x the rows) is refused
 
@@ -184,11 +194,15 @@ class TableOptions:
 
 @dataclass
 class _Batch:
-    """Rows ``[first, first + len)`` (0-based) of the table: times (or None) and values."""
+    """Rows ``[first, first + len)`` (0-based) of the table: times (or None) and values.
+
+    ``unit``: the timestamps' kind (``"ns"`` or ``"ticks"``; None without them).
+    """
 
     first: int
     times: np.ndarray | None
     values: np.ndarray
+    unit: str | None = None
 
 
 def _one_line(e: BaseException) -> str:
@@ -208,6 +222,77 @@ def _time_unit(path: Path, name: str, typ: Any) -> str:
     )
 
 
+def _array(col: Any) -> Any:
+    """One ``pyarrow.Array`` of a column (a ChunkedArray's chunks joined, when several)."""
+    import pyarrow as pa
+
+    if isinstance(col, pa.ChunkedArray):
+        if col.num_chunks == 1:
+            return col.chunk(0)
+        return pa.concat_arrays(col.chunks) if col.num_chunks else pa.array([], col.type)
+    return col
+
+
+def _background(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """``items``, produced by a thread up to ``depth`` ahead of the caller.
+
+    pyarrow's readers and conversions release the GIL, so the next block is read
+    while the caller places the last one.  An error in the thread is raised here,
+    in order; closing this generator stops the thread.
+    """
+    q: queue.Queue[tuple[bool, Any]] = queue.Queue(depth)
+    done = threading.Event()
+    end = object()
+
+    def put(item: tuple[bool, Any]) -> bool:
+        while not done.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((True, end))
+        except BaseException as e:  # handed to the caller, who raises it
+            put((False, e))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=run, name="table-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = q.get()
+            if not ok:
+                raise item
+            if item is end:
+                return
+            yield item
+    finally:
+        done.set()
+        thread.join()
+
+
+@dataclass(frozen=True)
+class _RowGroup:
+    """One Parquet row group to read: its file, index, first row (0-based) and size."""
+
+    path: Path
+    index: int
+    first: int
+    rows: int
+    bytes: int
+    metadata: Any
+
+
 class _Table:
     """Opens one input and yields its rows in record batches (column-projected)."""
 
@@ -220,7 +305,6 @@ class _Table:
             raise UsageError(f"{path}: no such file")
         if fmt != "parquet" and path.is_dir():
             raise UsageError(f"{path}: is a directory (a Parquet dataset needs --format parquet)")
-        self.unit: str | None = None
 
     # -- per format --------------------------------------------------------------------
 
@@ -248,8 +332,11 @@ class _Table:
                 return
             except pa.ArrowInvalid as e:
                 self._csv_failed(rows, e)
+            missing = [c for c in self.columns if c not in batch.schema.names]
+            if missing:
+                raise UsageError(f"{self.path}: no column '{missing[0]}'")
+            yield self._to_batch(batch, rows)
             rows += batch.num_rows
-            yield batch
 
     def _csv_failed(self, rows_before: int, e: BaseException) -> None:
         """Find the first row that does not convert (re-reading as text) and name it."""
@@ -305,7 +392,8 @@ class _Table:
                     "and integers"
                 )
 
-    def _parquet_batches(self) -> Iterator[Any]:
+    def _row_groups(self) -> Iterator[_RowGroup]:
+        """Every row group of the file (or of the folder's files, in sorted path order)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -317,35 +405,101 @@ class _Table:
                 raise UsageError(f"{self.path}: a folder without Parquet files")
         else:
             files = [self.path]
+        first = 0
         for f in files:
             try:
                 pf = pq.ParquetFile(f)
             except (pa.ArrowInvalid, OSError) as e:
                 raise UsageError(f"{f}: not a Parquet file ({_one_line(e)})") from None
             self._check_schema(f, pf.schema_arrow)
-            yield from pf.iter_batches(batch_size=BATCH_ROWS, columns=self.columns)
+            meta = pf.metadata
+            for g in range(meta.num_row_groups):
+                rg = meta.row_group(g)
+                yield _RowGroup(f, g, first, rg.num_rows, rg.total_byte_size, meta)
+                first += rg.num_rows
 
-    def _arrow_batches(self) -> Iterator[Any]:
+    def _parquet_batches(self) -> Iterator[_Batch]:
+        """Row groups decoded by a pool of threads (each its own reader), in file order.
+
+        pyarrow decodes one row group's columns on one thread each, so with two
+        columns of unequal cost its own threads leave cores idle; whole row groups
+        in parallel keep every core busy.  At most ``READ_AHEAD_BYTES`` of row
+        groups (by their uncompressed size) are in flight; a row group larger than
+        ``ROW_GROUP_BYTES`` is read alone, in batches, without pre-buffering, so
+        memory stays bounded whatever the writer's row group size.
+        """
+        workers = max(1, min(os.cpu_count() or 1, MAX_READERS))
+        local = threading.local()
+        pending: deque[tuple[Future[_Batch], int]] = deque()
+        in_flight = 0
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="parquet-read")
+        try:
+            for rg in self._row_groups():
+                if rg.bytes > ROW_GROUP_BYTES:
+                    while pending:
+                        yield pending.popleft()[0].result()
+                    in_flight = 0
+                    yield from self._big_row_group(rg)
+                    continue
+                while pending and in_flight + rg.bytes > READ_AHEAD_BYTES:
+                    fut, size = pending.popleft()
+                    in_flight -= size
+                    yield fut.result()
+                pending.append((pool.submit(self._read_row_group, local, rg), rg.bytes))
+                in_flight += rg.bytes
+            while pending:
+                yield pending.popleft()[0].result()
+        finally:
+            for fut, _ in pending:
+                fut.cancel()
+            pool.shutdown(wait=True)
+
+    def _read_row_group(self, local: threading.local, rg: _RowGroup) -> _Batch:
+        import pyarrow.parquet as pq
+
+        if getattr(local, "path", None) != rg.path:  # one open file per reader thread
+            local.path, local.file = rg.path, pq.ParquetFile(rg.path, metadata=rg.metadata)
+        table = local.file.read_row_group(rg.index, columns=self.columns, use_threads=False)
+        return self._to_batch(table, rg.first)
+
+    def _big_row_group(self, rg: _RowGroup) -> Iterator[_Batch]:
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(rg.path, metadata=rg.metadata, pre_buffer=False)
+        first = rg.first
+        for batch in pf.iter_batches(
+            batch_size=BATCH_ROWS, row_groups=[rg.index], columns=self.columns
+        ):
+            yield self._to_batch(batch, first)
+            first += batch.num_rows
+
+    def _arrow_batches(self) -> Iterator[_Batch]:
+        """An Arrow IPC file (Feather v2) or stream, batch by batch from the file (no map:
+        pages of a mapped file would count towards the process's RSS as they are read)."""
         import pyarrow as pa
 
-        source = pa.memory_map(str(self.path))
+        first = 0
         try:
-            reader = pa.ipc.open_file(source)
+            reader = pa.ipc.open_file(pa.OSFile(str(self.path)))
+        except pa.ArrowInvalid:
+            reader = None
+        if reader is not None:
             self._check_schema(self.path, reader.schema)
             for i in range(reader.num_record_batches):
-                yield reader.get_batch(i).select(self.columns)
+                batch = reader.get_batch(i)
+                yield self._to_batch(batch, first)
+                first += batch.num_rows
             return
-        except pa.ArrowInvalid:
-            pass
         try:
-            stream = pa.ipc.open_stream(pa.memory_map(str(self.path)))
+            stream = pa.ipc.open_stream(pa.OSFile(str(self.path)))
         except pa.ArrowInvalid as e:
             raise UsageError(
                 f"{self.path}: not an Arrow IPC or Feather (v2) file ({_one_line(e)})"
             ) from None
         self._check_schema(self.path, stream.schema)
         for batch in stream:
-            yield batch.select(self.columns)
+            yield self._to_batch(batch, first)
+            first += batch.num_rows
 
     def _check_schema(self, path: Path, schema: Any) -> None:
         for c in self.columns:
@@ -357,27 +511,34 @@ class _Table:
 
     def batches(self) -> Iterator[_Batch]:
         """Every row, in file order, as numpy times (int64) and values (float64)."""
-        raw = {
-            "csv": self._csv_batches,
-            "parquet": self._parquet_batches,
-            "arrow": self._arrow_batches,
-        }[self.fmt]()
-        first = 0
-        for batch in raw:
-            if batch.num_rows == 0:
+        if self.fmt == "parquet":
+            raw = self._parquet_batches()
+        else:
+            reader = self._csv_batches() if self.fmt == "csv" else self._arrow_batches()
+            raw = _background(reader)
+        rows = 0
+        unit: str | None = None
+        for b in raw:
+            if not len(b.values):
                 continue
-            if self.fmt == "csv":
-                missing = [c for c in self.columns if c not in batch.schema.names]
-                if missing:
-                    raise UsageError(f"{self.path}: no column '{missing[0]}'")
-            values = self._values(batch.column(self.options.column), first)
-            times = None
-            if self.options.timestamp:
-                times = self._times(batch.column(self.options.timestamp), first)
-            yield _Batch(first, times, values)
-            first += batch.num_rows
-        if first == 0:
+            if unit is None:
+                unit = b.unit
+            elif b.unit != unit:
+                raise UsageError(
+                    f"{self.path}: row {b.first + 1}: timestamps change from {unit} to {b.unit}"
+                )
+            rows += len(b.values)
+            yield b
+        if rows == 0:
             raise UsageError(f"{self.path}: no rows")
+
+    def _to_batch(self, batch: Any, first: int) -> _Batch:
+        """A record batch (or table) as numpy arrays; raises naming its first bad row."""
+        values = self._values(_array(batch.column(self.options.column)), first)
+        if not self.options.timestamp:
+            return _Batch(first, None, values)
+        times, unit = self._times(_array(batch.column(self.options.timestamp)), first)
+        return _Batch(first, times, values, unit)
 
     def _values(self, col: Any, first: int) -> np.ndarray:
         import pyarrow as pa
@@ -408,7 +569,7 @@ class _Table:
             f"(first value at row {first + 1}: {col[0].as_py()!r})"
         )
 
-    def _times(self, col: Any, first: int) -> np.ndarray:
+    def _times(self, col: Any, first: int) -> tuple[np.ndarray, str]:
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -426,17 +587,13 @@ class _Table:
             col = pc.cast(col, pa.int64() if kind == "ticks" else pa.timestamp("ns"))
             typ = col.type
         unit = _time_unit(self.path, self.options.timestamp or "", typ)
-        if self.unit is None:
-            self.unit = unit
-        elif unit != self.unit:
-            raise UsageError(f"{self.path}: row {first + 1}: timestamps change type to {typ}")
         if unit == "ns":
             if pa.types.is_timestamp(typ) and typ.unit != "ns" or pa.types.is_date(typ):
                 col = pc.cast(col, pa.timestamp("ns"))
-            col = col.cast(pa.int64())
+            col = col.view(pa.int64())  # the same 8 bytes: no conversion pass
         elif typ != pa.int64():
             col = pc.cast(col, pa.int64())
-        return col.to_numpy(zero_copy_only=False)
+        return col.to_numpy(zero_copy_only=False), unit
 
 
 _NULLS = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND"}
@@ -458,6 +615,79 @@ def _time_kind(text: Any) -> str | None:
         return "ns"
     except ValueError:
         return None
+
+
+# --------------------------------------------------------------------------- whole tables
+
+
+@dataclass
+class Rows:
+    """Every row of a table in file order (or every sample of an ``.npy`` series).
+
+    Parameters
+    ----------
+    values
+        float64; missing values are NaN.
+    times
+        int64 timestamps (nanoseconds since the epoch for ``unit="ns"``, integer
+        ticks for ``"ticks"``), one per row; None without a timestamp column (or,
+        for an ``.npy``, without a time grid in its sidecar).
+    unit
+        ``"ns"``, ``"ticks"`` or None.
+    """
+
+    values: np.ndarray
+    times: np.ndarray | None
+    unit: str | None
+
+
+def read_rows(source: str | os.PathLike[str], options: TableOptions) -> Rows:
+    """Read a whole table's value (and timestamp) column into memory, rows in file order.
+
+    For whole-file consumers such as NAB's scoring (``consumer.evaluate``): the rows
+    are those of the file (no grid, no repairs), read by the same readers and with the
+    same one-line errors as :func:`convert`.  An ``.npy`` series (a producer stream,
+    a series written by the consumer, or a plain file) gives its samples, with the
+    times of its sidecar's grid if it has one (``options.column`` is not used).
+
+    Parameters
+    ----------
+    source
+        CSV, Parquet file or folder, Arrow IPC / Feather file, or ``.npy``.
+    options
+        The columns and the format (``max_irregular`` is not used).
+
+    Returns
+    -------
+    Rows
+        The values and times.
+
+    Raises
+    ------
+    UsageError
+        A missing column, a non-numeric value, a missing timestamp, an unfinished stream.
+    """
+    src = Path(source)
+    fmt = input_format(src, options.format)
+    if fmt == "npy":
+        return _npy_rows(src)
+    batches = list(_Table(src, fmt, options).batches())
+    values = np.concatenate([b.values for b in batches])
+    if not options.timestamp:
+        return Rows(values, None, None)
+    times = np.concatenate([b.times for b in batches])  # type: ignore[misc]
+    return Rows(values, times, batches[0].unit)
+
+
+def _npy_rows(path: Path) -> Rows:
+    with StreamReader(path) as reader:
+        if reader.is_stream and reader.poll().status != "complete":
+            raise UsageError(f"{path}: the stream is not complete")
+        values = reader.read(0, reader.num_samples).astype(np.float64, copy=False)
+        grid = TimeGrid.from_json((reader.doc or {}).get("time"))
+    if grid is None:
+        return Rows(values, None, None)
+    return Rows(values, grid.times(np.arange(len(values))), grid.unit)
 
 
 # --------------------------------------------------------------------------- the grid
@@ -523,7 +753,12 @@ class Conversion:
 
 
 class _GridWriter:
-    """Writes a float64 NPY series chunk by chunk; rows may revisit written slots (rarely)."""
+    """Writes a float64 NPY series chunk by chunk; rows may revisit written slots (rarely).
+
+    Each chunk's CRC-32 and count of missing samples are taken as it is written,
+    from the buffer in memory, so the series is never read back; a chunk changed
+    after it was written (a row placed back in time) is checksummed again at the end.
+    """
 
     def __init__(self, path: Path, chunk: int) -> None:
         self.path = path
@@ -533,6 +768,10 @@ class _GridWriter:
         self.buf = np.full(chunk, np.nan)
         self.high = -1  # highest slot written so far
         self.sums: dict[int, tuple[float, int]] = {}  # slots holding several rows
+        self.crcs: list[int] = []  # per chunk written: CRC-32 of its bytes
+        self.nans: list[int] = []  # per chunk written: its missing samples
+        self.dirty: set[int] = set()  # chunks changed after they were written
+        self._gap: tuple[np.ndarray, int] | None = None  # an all-NaN chunk and its CRC-32
 
     def _pwrite(self, slot: int, data: np.ndarray) -> None:
         view = memoryview(np.ascontiguousarray(data, "<f8")).cast("B")
@@ -541,16 +780,24 @@ class _GridWriter:
         while done < len(view):
             done += os.pwrite(self.fd, view[done:], off + done)
 
+    def _write_chunk(self, data: np.ndarray, crc: int | None = None, nans: int | None = None):
+        """Write the next chunk (``data``: its samples), noting its CRC-32 and missing samples."""
+        k = len(self.crcs)
+        self.crcs.append(crc32(data) if crc is None else crc)
+        self.nans.append(len(data) - int(np.count_nonzero(data == data)) if nans is None else nans)
+        self._pwrite(k * self.chunk, data)
+
     def advance_to(self, slot: int) -> None:
         """Make ``slot`` fall in the buffer: write the buffer and any gap chunks (NaN)."""
         if slot < self.base + self.chunk:
             return
         new_base = slot // self.chunk * self.chunk
-        self._pwrite(self.base, self.buf)  # NaN beyond the highest slot: a gap, or trimmed
-        if new_base > self.base + self.chunk:
-            nan = np.full(self.chunk, np.nan)
-            for s in range(self.base + self.chunk, new_base, self.chunk):
-                self._pwrite(s, nan)
+        self._write_chunk(self.buf)  # NaN beyond the highest slot: a gap
+        for _ in range(self.base + self.chunk, new_base, self.chunk):
+            if self._gap is None:
+                nan = np.full(self.chunk, np.nan)
+                self._gap = (nan, crc32(nan))
+            self._write_chunk(self._gap[0], self._gap[1], self.chunk)
         self.base = new_base
         self.buf.fill(np.nan)
 
@@ -578,18 +825,27 @@ class _GridWriter:
             self.buf[slot - self.base] = new
         else:
             self._pwrite(slot, np.array([new]))
+            self.dirty.add(slot // self.chunk)
         self.high = max(self.high, slot)
 
     def finish(self) -> int:
         """Write what is left and the header; returns the number of samples."""
         n = self.high + 1
-        if n - self.base > 0:
-            self._pwrite(self.base, self.buf[: n - self.base])
+        self._write_chunk(self.buf[: n - self.base])
+        for k in sorted(self.dirty):  # rows placed back in time changed these
+            data = np.frombuffer(os.pread(self.fd, 8 * self.chunk, HEADER_LEN + 8 * k * self.chunk))
+            self.crcs[k] = crc32(data)
+            self.nans[k] = len(data) - int(np.count_nonzero(data == data))
         header = npy_header("<f8", n)
         assert len(header) == HEADER_LEN
         os.pwrite(self.fd, header, 0)
         os.ftruncate(self.fd, HEADER_LEN + 8 * n)
         return n
+
+    @property
+    def missing(self) -> int:
+        """Missing samples (NaN) in the chunks written."""
+        return sum(self.nans)
 
     def close(self) -> None:
         """Close the file."""
@@ -623,9 +879,12 @@ def convert(
 ) -> Conversion:
     """Read a table and write its value column as a float64 NPY series with a sidecar.
 
-    The series is written to a hidden temporary file beside ``dest`` and renamed
-    over ``dest`` (and its sidecar published) only when the whole input was read
-    without error, so a bad input leaves every existing file as it was.
+    One pass: record batches are decoded by pyarrow on worker threads while this
+    thread places the rows on the grid and writes each finished chunk (its
+    CRC-32 and missing samples counted from memory).  The series is written to a
+    hidden temporary file beside ``dest`` and renamed over ``dest`` (and its
+    sidecar published) only when the whole input was read without error, so a
+    bad input, or a stop, leaves every existing file as it was.
 
     Parameters
     ----------
@@ -638,8 +897,8 @@ def convert(
     chunk_size
         The series' chunk size (its sidecar's).
     stop
-        An event-like object; when set, reading stops (``UsageError`` is not raised:
-        the caller checks it).
+        A ``shared.errors.StopRequest`` (or ``threading.Event``); when set, reading
+        stops with ``Interrupted`` and nothing is written.
     log
         Where repairs are reported.
 
@@ -652,6 +911,8 @@ def convert(
     ------
     UsageError
         A missing column, a non-numeric value, bad or too many irregular timestamps.
+    Interrupted
+        ``stop`` was set.
     """
     t_start = time.perf_counter()
     src, dest = Path(source), Path(dest)
@@ -662,16 +923,14 @@ def convert(
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     writer = _GridWriter(tmp, chunk_size)
     try:
-        grid, rows, irregular = _fill(table, writer, options, stop, src)
+        grid, rows, irregular = _fill(table, writer, options, _stopper(stop), src)
         n = writer.finish()
-        data_crcs = _chunk_crcs(writer.fd, n, chunk_size)
     except BaseException:
         writer.close()
         tmp.unlink(missing_ok=True)
         raise
     writer.close()
-    missing = _count_nan(tmp, n)
-    conv = Conversion(dest, fmt, rows, n, missing, grid, irregular)
+    conv = Conversion(dest, fmt, rows, n, writer.missing, grid, irregular)
     if irregular.total and log:
         log(
             f"{src}: repaired {irregular.total} irregular rows ({irregular.out_of_order} out of "
@@ -692,14 +951,14 @@ def convert(
         "source": {"path": str(src.resolve()), "format": fmt, **source_signature(src)},
         "table": options.to_json(),
         "rows": rows,
-        "missing_samples": missing,
+        "missing_samples": conv.missing,
         "irregular_rows": irregular.to_json(),
         "status": "complete",
         "message": "",
         "pid": os.getpid(),
         "created": time.time(),
         "heartbeat": time.time(),
-        "chunks": data_crcs,
+        "chunks": writer.crcs,
     }
     if grid is not None:
         doc["time"] = grid.to_json()
@@ -718,30 +977,31 @@ def source_signature(path: Path) -> dict[str, Any]:
     }
 
 
-def _chunk_crcs(fd: int, n: int, chunk: int) -> list[int]:
-    out = []
-    for start in range(0, n, chunk):
-        k = min(chunk, n - start)
-        out.append(crc32(os.pread(fd, 8 * k, HEADER_LEN + 8 * start)))
-    return out
+def _stopper(stop: Any) -> Callable[[], None]:
+    """A check that raises ``Interrupted`` once ``stop`` is set (a no-op without one)."""
+
+    def check() -> None:
+        if stop is not None and stop.is_set():
+            if hasattr(stop, "interrupted"):
+                raise stop.interrupted()
+            raise Interrupted(signal.SIGTERM, "interrupted while reading the input")
+
+    return check
 
 
-def _count_nan(path: Path, n: int) -> int:
-    if n == 0:
-        return 0
-    arr = np.memmap(path, "<f8", "r", offset=HEADER_LEN, shape=(n,))
-    step = 1 << 22
-    return int(sum(int(np.isnan(arr[a : a + step]).sum()) for a in range(0, n, step)))
-
-
-def _fill(table: _Table, writer: _GridWriter, options: TableOptions, stop: Any, src: Path):
+def _fill(
+    table: _Table,
+    writer: _GridWriter,
+    options: TableOptions,
+    check_stop: Callable[[], None],
+    src: Path,
+) -> tuple[TimeGrid | None, int, Irregular]:
     """Place every row of ``table`` on the grid; returns (grid, rows, irregular)."""
     batches = table.batches()
     if options.timestamp is None:
         rows = 0
         for b in batches:
-            if stop is not None and stop.is_set():
-                break
+            check_stop()
             v, pos = b.values, 0
             while pos < len(v):
                 slot = rows + pos
@@ -761,7 +1021,6 @@ def _fill(table: _Table, writer: _GridWriter, options: TableOptions, stop: Any, 
         if count >= CADENCE_PROBE:
             break
     probe = np.concatenate([b.times for b in held])[:CADENCE_PROBE]  # type: ignore[misc]
-    unit = table.unit or "ns"
     steps = np.diff(probe)
     positive = steps[steps > 0]
     if len(probe) < 2 or not len(positive):
@@ -772,13 +1031,10 @@ def _fill(table: _Table, writer: _GridWriter, options: TableOptions, stop: Any, 
     cadence = int(np.median(steps))
     if cadence <= 0:
         cadence = int(np.median(positive))
-    grid = TimeGrid(int(probe[0]), cadence, unit)
+    grid = TimeGrid(int(probe[0]), cadence, held[0].unit or "ns")
     state = _Placer(writer, grid, options, src)
-    import itertools
-
     for b in itertools.chain(held, batches):
-        if stop is not None and stop.is_set():
-            break
+        check_stop()
         state.add(b)
     state.check_budget(final=True)
     return grid, state.rows, state.irregular

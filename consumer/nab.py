@@ -146,13 +146,23 @@ def read_columns(path: str | Path, columns: Mapping[str, str]) -> dict[str, np.n
     return out
 
 
-def read_series(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read a NAB data file (columns ``timestamp,value``).
+def read_series(
+    path: str | Path, column: str = "value", timestamp: str = "timestamp", format: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read a data file's rows: a NAB CSV, or the same columns in any input format.
+
+    Goes through the consumer's readers (``consumer.inputs.read_rows``): CSV,
+    Parquet file or dataset folder, Arrow IPC / Feather, or an ``.npy`` series
+    with a time grid in its sidecar.
 
     Parameters
     ----------
     path : str or Path
-        The CSV file.
+        The data file.
+    column, timestamp : str
+        The value and timestamp columns (NAB's ``value`` and ``timestamp``).
+    format : str, optional
+        ``csv``, ``parquet``, ``arrow`` or ``npy`` (default: from the suffix).
 
     Returns
     -------
@@ -160,9 +170,23 @@ def read_series(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         ``datetime64[ns]``, one per row, in file order.
     values : numpy.ndarray
         float64; missing values are NaN.
+
+    Raises
+    ------
+    UsageError
+        A missing or bad column, integer timestamps, or an ``.npy`` without a time grid.
     """
-    cols = read_columns(path, {"timestamp": "timestamp", "value": "float"})
-    return cols["timestamp"], cols["value"]
+    from consumer.inputs import TableOptions, read_rows
+
+    rows = read_rows(path, TableOptions(column, timestamp, format))
+    if rows.times is None:
+        raise UsageError(f"{path}: no timestamps (an .npy needs a time grid in its sidecar)")
+    if rows.unit != "ns":
+        raise UsageError(
+            f"{path}: column '{timestamp}' holds integers, not date-times "
+            "(NAB's windows are date-times)"
+        )
+    return rows.times.view("datetime64[ns]"), rows.values
 
 
 def read_scores(path: str | Path, column: str = "anomaly_score") -> tuple[np.ndarray, np.ndarray]:
@@ -623,6 +647,8 @@ def evaluate(
     windows_file: str | Path,
     profiles_file: str | Path | None = None,
     thresholds: Mapping[str, float] | None = None,
+    *,
+    timestamps: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, ProfileResult]:
     """Score a detector's per-row anomaly scores on a set of NAB files, per profile.
 
@@ -640,6 +666,9 @@ def evaluate(
     thresholds : mapping of str to float, optional
         Profile name to threshold (e.g. from ``load_thresholds``); default: for each
         profile, the one threshold that maximises the raw score summed over these files.
+    timestamps : mapping of str to numpy.ndarray, optional
+        Each file's row timestamps (``datetime64[ns]``), already read (from a data file
+        in any input format); default: read ``data_dir / name`` (``read_series``).
 
     Returns
     -------
@@ -651,7 +680,7 @@ def evaluate(
     windows = load_windows(windows_file)
     profiles = load_profiles(profiles_file)
     names = sorted(scores_by_file)
-    layouts = {name: _layout_for(name, data_dir, windows) for name in names}
+    layouts = {name: _layout_for(name, data_dir, windows, timestamps) for name in names}
     scores = {name: _check_file_scores(name, scores_by_file[name], layouts[name]) for name in names}
     chosen = _choose_thresholds(profiles, layouts, scores, thresholds)
     num_windows = sum(len(layouts[name].window_rows) for name in names)
@@ -661,14 +690,21 @@ def evaluate(
     }
 
 
-def _layout_for(name: str, data_dir: str | Path, windows: dict[str, list[Window]]) -> FileLayout:
+def _layout_for(
+    name: str,
+    data_dir: str | Path,
+    windows: dict[str, list[Window]],
+    timestamps: Mapping[str, np.ndarray] | None,
+) -> FileLayout:
     if name not in windows:
         raise UsageError(f"{name}: not in the windows file (no labels for it)")
+    if timestamps is not None:
+        return file_layout(timestamps[name], windows[name])
     path = Path(data_dir) / name
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(f"{path}: no such data file")
-    timestamps, _ = read_series(path)
-    return file_layout(timestamps, windows[name])
+    times, _ = read_series(path)
+    return file_layout(times, windows[name])
 
 
 def _check_file_scores(name: str, scores: np.ndarray, layout: FileLayout) -> np.ndarray:

@@ -35,7 +35,7 @@ from consumer.inputs import (
     source_signature,
 )
 from consumer.sink import INDEX_HEADER_LEN, Outputs, check_rows_path, label_figures
-from consumer.tail import Tail
+from consumer.tail import Tail, needed_chunk, window_chunks
 from shared.errors import FormatError, ProducerFailed, StopRequest, StreamError, UsageError
 from shared.stream import (
     DEFAULT_CHUNK_SIZE,
@@ -268,16 +268,21 @@ class _ConsumerRun:
         if config.labels is not None and labels_kind(config.labels) == "windows":
             check_windows_file(config.labels, self._labels_source_hint())
         self.conversion = self._read_table() if self.table else None
+        self.cursor: Any = None  # a ring consumer's registration (shared.ring.RingCursor)
         try:
             data = self.paths.series if self.table else file
             self.reader = StreamReader(
                 data, raw_dtype=config.raw_dtype, chunk_size=config.chunk_size
             )
+            if self.reader.is_ring:
+                self._attach_ring()  # before anything reads the ring (a period estimate)
             doc = self.reader.doc
             self.grid = TimeGrid.from_json(doc.get("time")) if doc else None
             self.detector = self._make_detector()
             self.outputs = self._open_outputs()
         except BaseException:
+            if self.cursor is not None:  # the ring's cursor as it was before this run
+                self.cursor.abandon()
             if self.conversion is not None:  # nothing else was written: leave no trace
                 for p in self._series_paths():
                     p.unlink(missing_ok=True)
@@ -356,9 +361,13 @@ class _ConsumerRun:
         if self.table:
             identity["source"] = (reader.doc or {}).get("source")
         checkpoint = Checkpoint(paths.checkpoint, identity)
+        if self.cursor is not None:
+            checkpoint = _ReleasingCheckpoint(paths.checkpoint, identity, self._release)
         progress = _prepare_outputs(
             paths, checkpoint, self.config.resume, self.config.overwrite, skip=self._series_paths()
         )
+        if self.cursor is not None:
+            self._check_ring(progress.next_chunk if progress else 0)
         if self.config.labels is not None:
             # Validate now; read at the end, when the producer has written every label.
             if labels_kind(self.config.labels) == "points":
@@ -379,6 +388,41 @@ class _ConsumerRun:
             resume=progress,
             grid=self.grid,
         )
+
+    def _attach_ring(self) -> None:
+        """Register on the ring holding every chunk it still has, and wait for the producer's
+        acknowledgement (``shared.ring``): from then on it overwrites nothing we hold."""
+        from shared.ring import RingCursor, consumer_name
+
+        self.cursor = RingCursor(self.reader.path, consumer_name(self.paths.checkpoint))
+        self.cursor.register(0)
+        self.ring_first = self.cursor.wait_ack(self.reader, self.config.timeout, self.hooks.stop)
+
+    def _check_ring(self, next_chunk: int) -> None:
+        """Refuse a ring that cannot serve this run (before any output is written), then
+        release what it does not need."""
+        from shared.ring import RingMissed
+
+        layout, detector = self.reader.layout, self.detector
+        span, slots = window_chunks(layout, detector), layout.slots
+        if span > slots:
+            raise UsageError(
+                f"{self.file}: the ring has {slots} slots but a {detector.name} window spans "
+                f"{span} chunks; use a larger --ring (or smaller chunks) for this detector"
+            )
+        need = needed_chunk(layout, detector, next_chunk)
+        if self.ring_first > need:
+            raise RingMissed(
+                f"{self.file}: missed chunks {need}..{self.ring_first - 1}: the ring "
+                f"overwrote them before this consumer attached (it holds chunks from "
+                f"{self.ring_first} on); start consumers before the ring wraps (the producer's "
+                "--ring-consumers) or use a larger --ring"
+            )
+        self.cursor.release(need)
+
+    def _release(self, next_chunk: int) -> None:
+        """A checkpoint of ``next_chunk`` is durable: its earlier chunks may be overwritten."""
+        self.cursor.release(needed_chunk(self.reader.layout, self.detector, next_chunk))
 
     def _series_paths(self) -> list[Path]:
         """The series file and its sidecar, written just now by this run (not to be refused)."""
@@ -405,6 +449,7 @@ class _ConsumerRun:
             first_chunk=outputs.next_chunk,
             follow=self.config.follow,
             timeout=self.config.timeout,
+            cursor=self.cursor,
         )
         self.detector.warm_up(self.reader.layout.dtype, dense)
         self.t0 = time.perf_counter()
@@ -436,6 +481,8 @@ class _ConsumerRun:
                 )
             for chunk in tail.poll_ready(2 * self.threads - len(inflight)):
                 inflight[chunk] = pool.submit(worker, chunk)
+            if tail.wants_release(outputs.next_chunk):
+                outputs.publish(self.summary())  # its checkpoint frees the producer's slots
             if not inflight:
                 time.sleep(tail.poll_interval)
                 continue
@@ -470,6 +517,8 @@ class _ConsumerRun:
         finally:
             outputs.close()
             self.reader.close()
+            if self.cursor is not None:  # done: unregister; else kept for --resume
+                self.cursor.close(done=self.error is None)
         if self.error is None:
             if self.config.labels is not None:
                 flags = np.load(self.paths.indices, mmap_mode="r")
@@ -538,6 +587,21 @@ class _ConsumerRun:
         if 0 < done < n:
             out["processed_until"] = g.format(done - 1)
         return out
+
+
+class _ReleasingCheckpoint(Checkpoint):
+    """A ring consumer's checkpoint: once saved, ``release(next_chunk)`` lets the producer
+    reuse the slots of the chunks it makes unnecessary (never before it is durable, so
+    ``--resume`` never needs a chunk the ring no longer holds)."""
+
+    def __init__(self, path: Path, identity: dict[str, Any], release: Callable[[int], None]):
+        super().__init__(path, identity)
+        self.release = release
+
+    def save(self, progress: Progress) -> None:
+        """Save, then release."""
+        super().save(progress)
+        self.release(progress.next_chunk)
 
 
 def _committed_prefix(reader: StreamReader, n: int) -> np.ndarray:

@@ -3,12 +3,33 @@
 A chunk is ready when every chunk that its detector window ``[ws, we)`` touches
 is committed.  Chunks are released in order (the producer commits roughly in
 order, and in-order release lets the sinks write without reordering much).
+
+On a ring stream the tail also knows the consumer's cursor (``shared.ring``):
+which chunk it may release once a checkpoint is durable (:func:`needed_chunk`)
+and when its producer is about to wait for that release (``wants_release``).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from consumer.detectors.base import Detector
-from shared.stream import CommitFollower, StreamReader
+from shared.stream import CommitFollower, Layout, StreamReader
+
+
+def needed_chunk(layout: Layout, detector: Detector, chunk: int) -> int:
+    """The first chunk that processing ``chunk`` and every later chunk reads: where its
+    detector window starts (``num_chunks`` once every chunk is done)."""
+    if chunk >= layout.num_chunks:
+        return layout.num_chunks
+    return detector.window_for(*layout.bounds(chunk))[0] // layout.chunk_size
+
+
+def window_chunks(layout: Layout, detector: Detector) -> int:
+    """How many chunks one chunk's detector window touches (a ring must hold them all)."""
+    chunk = layout.num_chunks // 2  # interior chunks have the widest windows
+    ws, we = detector.window_for(*layout.bounds(chunk))
+    return (we - 1) // layout.chunk_size - ws // layout.chunk_size + 1
 
 
 class Tail:
@@ -24,6 +45,8 @@ class Tail:
         Where to start (a resumed run's next chunk).
     follow, timeout, poll_interval
         As for :class:`~shared.stream.CommitFollower`.
+    cursor
+        A ring consumer's ``shared.ring.RingCursor`` (None for a file stream).
     """
 
     def __init__(
@@ -35,14 +58,26 @@ class Tail:
         follow: bool = True,
         timeout: float = 10.0,
         poll_interval: float = 0.02,
+        cursor: Any = None,
     ) -> None:
         self.detector = detector
+        self.cursor = cursor
         self.layout = reader.layout
         self.next = first_chunk
         self.poll_interval = poll_interval
         self.follower = CommitFollower(
             reader, timeout=timeout, poll_interval=poll_interval, follow=follow
         )
+
+    def wants_release(self, next_chunk: int) -> bool:
+        """Whether a ring's producer is about to wait for chunks that a checkpoint of
+        ``next_chunk`` would release (it has claimed within a quarter ring of the cursor)."""
+        st = self.follower.status
+        if self.cursor is None or st is None or st.status != "running":
+            return False
+        if needed_chunk(self.layout, self.detector, next_chunk) <= self.cursor.released:
+            return False
+        return st.frontier + max(1, st.slots // 4) >= self.cursor.released + st.slots
 
     @property
     def exhausted(self) -> bool:

@@ -50,6 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="do not reserve the file's full size up front (sparse file)",
     )
+    p.add_argument(
+        "--ring",
+        help="write a bounded ring of chunk slots of this size (512MiB, 2GiB) instead of an "
+        "N-sample file; it waits for its consumers",
+    )
+    p.add_argument(
+        "--ring-consumers",
+        "--ring_consumers",
+        default="1",
+        help="--ring: consumers to wait for before the first slot is overwritten (default 1)",
+    )
+    p.add_argument(
+        "--ring-timeout",
+        "--ring_timeout",
+        default="60",
+        help="--ring: seconds to wait for a consumer that stopped beating (default 60)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing stream")
     p.add_argument("--resume", action="store_true", help="finish an interrupted stream")
     p.add_argument("--metrics", help="append throughput samples (JSONL) to this file")
@@ -75,6 +92,9 @@ class _Options:
     lookahead: int
     interval: float
     params: GenerationParams
+    ring: int | None = None
+    ring_consumers: int = 1
+    ring_timeout: float = 60.0
 
 
 def _options(args: argparse.Namespace) -> _Options:
@@ -97,7 +117,24 @@ def _options(args: argparse.Namespace) -> _Options:
         anomalies=args.anomalies,
         cli=True,
     )
-    return _Options(n, threads, chunk, lookahead, interval, params)
+    return _Options(n, threads, chunk, lookahead, interval, params, *_ring_options(args, n, chunk))
+
+
+def _ring_options(args: argparse.Namespace, n: int, chunk: int) -> tuple[int | None, int, float]:
+    """``--ring`` in bytes (None: a file stream), ``--ring-consumers``, ``--ring-timeout``."""
+    from shared.ring import parse_size, ring_slots
+
+    consumers = positive_int("--ring-consumers", args.ring_consumers, minimum=0)
+    timeout = positive_float("--ring-timeout", args.ring_timeout)
+    if args.ring is None:
+        given = args.ring_consumers != "1" or args.ring_timeout != "60"
+        if given and not args.resume:  # a resumed ring takes them without --ring
+            raise UsageError("--ring-consumers and --ring-timeout are for --ring streams")
+        return None, consumers, timeout
+    size = parse_size("--ring", args.ring)
+    itemsize = 8 if args.dtype == "float64" else 4
+    ring_slots(size, chunk, itemsize, -(-n // chunk), f"--ring {args.ring}")
+    return size, consumers, timeout
 
 
 # Seconds a cold compile of the generator's kernels took on the development machine
@@ -144,6 +181,9 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
             on_progress=progress.advance,
             on_open=on_open,
             preallocate=args.preallocate,
+            ring=opt.ring,
+            ring_consumers=opt.ring_consumers,
+            ring_timeout=opt.ring_timeout,
         )
     finally:
         progress.close()

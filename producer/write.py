@@ -131,12 +131,18 @@ def write_stream(
     on_progress: Callable[[int], None] | None = None,
     on_open: Callable[[StreamWriter, Sequence[int]], None] | None = None,
     preallocate: bool = True,
+    ring: int | None = None,
+    ring_consumers: int = 1,
+    ring_timeout: float = 60.0,
 ) -> WriteResult:
     """Generate and write a whole stream; raise on error after marking it failed.
 
     ``stop`` (an Event) asks the workers to finish their current chunk and stop;
     the stream is then marked failed ("interrupted") and can be resumed.
     ``on_progress(n)`` is called (from worker threads) with each chunk's size.
+    ``ring`` (bytes) writes a ring stream of that size instead of an N-sample file
+    (``shared.ring``; resuming a ring needs no ``ring``), whose producer waits for
+    ``ring_consumers`` consumers, and for a dead one at most ``ring_timeout`` seconds.
     """
     check_chunk_size(chunk_size)
     stop = stop or threading.Event()
@@ -148,8 +154,13 @@ def write_stream(
     if params.anomalies is not None and not (overwrite or ours) and labels_path.exists():
         raise UsageError(f"{labels_path} exists; pass --overwrite to replace it")
     gen = BlockGenerator(params, num_samples, dtype)
-    writer = StreamWriter(
+    from shared.ring import RingWriter, is_ring
+
+    ring_kw = {"ring_bytes": ring, "ring_consumers": ring_consumers, "ring_timeout": ring_timeout}
+    as_ring = ring is not None or (resume and is_ring(path))
+    writer = (RingWriter if as_ring else StreamWriter)(
         path,
+        **(ring_kw if as_ring else {}),
         num_samples=num_samples,
         dtype=dtype,
         chunk_size=chunk_size,
@@ -297,12 +308,17 @@ def _async_chunks(writer, gen, labels, todo, threads, lookahead, stop, fsync, on
     order_lock = threading.Lock()
     failure = _Failure(threading.Event())
 
+    def halted() -> bool:
+        return stop.is_set() or failure.stop.is_set()
+
     def worker() -> None:
         block_buf = np.empty(BLOCK_SIZE, layout.dtype)
         while not stop.is_set() and not failure.stop.is_set():
             with order_lock:
                 chunk = next(order, None)
             if chunk is None:
+                return
+            if not writer.claim(chunk, halted):  # a ring waits for the chunk's slot
                 return
             a, b = layout.bounds(chunk)
             checksum = _make_chunk(gen, labels, chunk, a, b, block_buf, writer.write_at)
@@ -358,6 +374,8 @@ def _sync_chunks(writer, gen, labels, todo, threads, lookahead, stop, fsync, on_
                 buf, view, checksum = ready.pop(chunk)
             if fsync and labels is not None:
                 labels.sync()
+            if not writer.claim(chunk, halted):  # a ring waits for the chunk's slot
+                return
             writer.write_chunk(chunk, view, checksum)
             free.put(buf)
             if on_progress:

@@ -43,7 +43,8 @@ from shared.checksum import crc32  # CRC-32 of raw bytes, equal to zlib.crc32
 from shared.errors import FormatError, ProducerFailed, StreamError, UsageError
 
 FORMAT_NAME = "tsstream"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # what file streams write
+READ_VERSION = 2  # the newest sidecar readers understand (2: ring streams, shared.ring)
 SIDECAR_SUFFIX = ".stream.json"
 NPY_ALIGN = 64
 SUPPORTED_DTYPES = {"float64": "<f8", "float32": "<f4"}
@@ -193,6 +194,11 @@ class Layout:
         """File offset of sample ``sample``."""
         return self.header_len + sample * self.itemsize
 
+    def pieces(self, start: int, stop: int) -> Iterator[tuple[int, int]]:
+        """``(file offset, samples)`` runs that hold samples ``[start, stop)``: one for a
+        file (a ring's layout splits where a window wraps)."""
+        yield self.offset(start), stop - start
+
 
 # --------------------------------------------------------------------------- sidecar
 
@@ -249,28 +255,47 @@ def parse_sidecar(text: str, path: Any) -> dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
         raise FormatError(f"{path}: corrupt sidecar (not a {FORMAT_NAME} document)")
     version = doc.get("version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or version > READ_VERSION:
         raise FormatError(
             f"{path}: sidecar format version {version!r} is newer than this program "
-            f"understands ({FORMAT_VERSION}); upgrade tsstream"
+            f"understands ({READ_VERSION}); upgrade tsstream"
         )
+    ring = doc.get("kind") == "ring"
     try:
         n = int(doc["num_samples"])
         chunk_size = int(doc["chunk_size"])
-        chunks = doc["chunks"]
+        chunks = None if ring else doc["chunks"]
         status = doc["status"]
         dtype = doc["dtype"]
     except (KeyError, TypeError, ValueError):
         raise FormatError(f"{path}: corrupt sidecar (missing fields)") from None
     if (
         chunk_size <= 0
-        or not isinstance(chunks, list)
-        or len(chunks) != -(-n // chunk_size)
+        or not (ring or (isinstance(chunks, list) and len(chunks) == -(-n // chunk_size)))
         or status not in STATUSES
         or dtype not in SUPPORTED_DTYPES
     ):
         raise FormatError(f"{path}: corrupt sidecar (inconsistent fields)")
+    if ring:
+        from shared.ring import check_ring_doc
+
+        check_ring_doc(path, doc)
     return doc
+
+
+def resume_mismatch(path: Path, doc: dict[str, Any], want: dict[str, Any]) -> None:
+    """Refuse to resume ``doc``'s stream with other parameters, naming the one that differs."""
+    for key, value in want.items():
+        have = doc.get(key)
+        if have != value:
+            if isinstance(have, dict) and isinstance(value, dict):
+                # Name the generation parameter that differs (seed, seasonality, ...).
+                key = next(k for k in {**have, **value} if have.get(k) != value.get(k))
+                have, value = have.get(key), value.get(key)
+            raise UsageError(
+                f"cannot resume {path}: parameter '{key}' differs "
+                f"(stream has {json.dumps(have)}, asked for {json.dumps(value)})"
+            )
 
 
 # --------------------------------------------------------------------------- writer
@@ -569,6 +594,11 @@ class StreamWriter:
 
     # -- writing -----------------------------------------------------------------------
 
+    def claim(self, chunk: int, halted: Callable[[], bool] | None = None) -> bool:
+        """Wait until ``chunk`` may be written (always at once: in a file every chunk has its
+        own place; ``shared.ring.RingWriter`` waits for a free slot).  True: write it."""
+        return True
+
     def write_chunk(self, chunk: int, data: np.ndarray, checksum: int | None = None) -> None:
         """Write one whole chunk, then mark it committed with its CRC-32."""
         start, stop = self.layout.bounds(chunk)
@@ -608,7 +638,7 @@ class StreamWriter:
     def finish(self) -> None:
         """Mark the stream complete (all chunks must be committed)."""
         self._shutdown_publisher()
-        if any(c is None for c in self.doc["chunks"]):
+        if not all(self.committed()):
             raise StreamError("internal error: finishing a stream with uncommitted chunks")
         if self.fsync:
             os.fsync(self._fd)
@@ -655,6 +685,14 @@ class StreamStatus:
     committed: np.ndarray  # bool per chunk
     checksums: list[int | None]
 
+    def ready(self, first: int, last: int) -> bool:
+        """Whether chunks ``first..last`` (inclusive) are all committed."""
+        return bool(self.committed[first : last + 1].all())
+
+    def all_done(self) -> bool:
+        """Whether every chunk is committed."""
+        return bool(self.committed.all())
+
 
 class StreamReader:
     """Reads a stream (or a plain NPY / raw file) following the commit protocol.
@@ -675,6 +713,11 @@ class StreamReader:
     chunk_size : int, optional
         Chunk size for a file without sidecar (default 1048576); a stream's own
         chunk size comes from its sidecar.
+
+    A ring stream (``shared.ring``) reads the same way: its layout maps each
+    chunk to its slot and :meth:`poll` returns a ``shared.ring.RingStatus``.  A
+    reader that must not lose chunks to the producer registers first
+    (``shared.ring.RingCursor``; the consumer does).
 
     Examples
     --------
@@ -717,9 +760,12 @@ class StreamReader:
                         f"{self.path}: sidecar says {self.doc['dtype']} "
                         f"but the NPY header says {info.dtype}"
                     )
-                if int(self.doc["num_samples"]) != info.num_samples:
+                ring = self.is_ring
+                # A ring's array is its S slots of chunk_size samples, not the stream.
+                held = self.doc["slots"] * self.doc["chunk_size"] if ring else None
+                if int(held or self.doc["num_samples"]) != info.num_samples:
                     raise FormatError(
-                        f"{self.path}: sidecar says {self.doc['num_samples']} samples "
+                        f"{self.path}: sidecar says {held or self.doc['num_samples']} samples "
                         f"but the NPY header says {info.num_samples}"
                     )
         if info.num_samples == 0:
@@ -728,13 +774,24 @@ class StreamReader:
             chunk = int(self.doc["chunk_size"])
         else:
             chunk = chunk_size or DEFAULT_CHUNK_SIZE
-        self.layout = Layout(info.num_samples, info.dtype, chunk, info.header_len)
+        if self.is_ring:
+            from shared.ring import RingLayout
+
+            n = int(self.doc["num_samples"])
+            self.layout = RingLayout(n, info.dtype, chunk, info.header_len, self.doc["slots"])
+        else:
+            self.layout = Layout(info.num_samples, info.dtype, chunk, info.header_len)
         self._fd = os.open(self.path, os.O_RDONLY)
 
     @property
     def is_stream(self) -> bool:
         """Whether the file has a producer sidecar (else it is a plain, complete file)."""
         return self.doc is not None
+
+    @property
+    def is_ring(self) -> bool:
+        """Whether the stream is a ring of chunk slots (``shared.ring``)."""
+        return self.doc is not None and self.doc.get("kind") == "ring"
 
     @property
     def num_samples(self) -> int:
@@ -752,6 +809,10 @@ class StreamReader:
             n = self.layout.num_chunks
             return StreamStatus("complete", "", time.time(), np.ones(n, bool), [None] * n)
         self.doc = load_sidecar(self.sidecar_path)
+        if self.is_ring:
+            from shared.ring import RingStatus
+
+            return RingStatus(self.doc, self.layout.num_chunks)  # type: ignore[return-value]
         chunks = self.doc["chunks"]
         committed = np.fromiter((c is not None for c in chunks), bool, len(chunks))
         return StreamStatus(
@@ -780,6 +841,8 @@ class StreamReader:
                 done[chunk] = True
                 yield (int(chunk), *self.layout.bounds(int(chunk)))
             if not len(new):
+                if follower.status.status == "complete":  # a ring overwrote the rest
+                    raise StreamError(f"{self.path}: chunks overwritten before they were read")
                 if not follower.stalled():
                     if follower.status.status == "failed":
                         raise ProducerFailed(f"producer failed: {follower.status.message}")
@@ -791,7 +854,7 @@ class StreamReader:
         if st.status == "failed":
             raise ProducerFailed(f"producer failed: {st.message or 'no message'}")
         if st.status == "complete":
-            if not st.committed.all():
+            if not st.all_done():
                 raise FormatError(f"{self.sidecar_path}: marked complete with chunks missing")
             return
         age = time.time() - st.heartbeat
@@ -803,16 +866,19 @@ class StreamReader:
 
     def read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
         """Read samples [start, stop) into the front of ``out``; returns that view."""
-        n = stop - start
-        view = out[:n]
-        buf = memoryview(view).cast("B")
-        offset = self.layout.offset(start)
-        done = 0
-        while done < len(buf):
-            got = os.preadv(self._fd, [buf[done:]], offset + done)
-            if got == 0:
-                raise FormatError(f"{self.path}: unexpected end of file at byte {offset + done}")
-            done += got
+        view = out[: stop - start]
+        at = 0
+        for offset, n in self.layout.pieces(start, stop):  # one piece unless a ring wraps
+            buf = memoryview(view[at : at + n]).cast("B")
+            done = 0
+            while done < len(buf):
+                got = os.preadv(self._fd, [buf[done:]], offset + done)
+                if got == 0:
+                    raise FormatError(
+                        f"{self.path}: unexpected end of file at byte {offset + done}"
+                    )
+                done += got
+            at += n
         return view
 
     def read(self, start: int, stop: int) -> np.ndarray:
@@ -823,6 +889,10 @@ class StreamReader:
         """Recompute the CRC-32 of committed chunks; return the indices that differ."""
         if self.doc is None:
             raise UsageError(f"{self.path}: no sidecar, so there are no checksums to verify")
+        if self.is_ring:
+            from shared.ring import verify_ring
+
+            return verify_ring(self)  # the chunks the ring holds now
         st = self.poll()
         bad: list[int] = []
         buf = np.empty(self.layout.chunk_size, self.layout.dtype)
@@ -893,7 +963,7 @@ class CommitFollower:
 
     def committed(self, first: int, last: int) -> bool:
         """Whether chunks ``first..last`` (inclusive) are all committed."""
-        return bool(self.refresh().committed[first : last + 1].all())
+        return self.refresh().ready(first, last)
 
     def stalled(self) -> bool:
         """Nothing new is ready: True to keep waiting for the producer, False to stop here.

@@ -391,3 +391,105 @@ def test_cli_bad_input_in_a_real_process(corpus, run_module, tmp_path, what):
     rc, out, err = run_module("consumer.evaluate", *bad_invocations(corpus, tmp_path)[what])
     assert rc == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- (e) every input format
+
+EVAL_FILES = ["realKnownCause/nyc_taxi.csv", "artificialWithAnomaly/art_daily_jumpsup.csv"]
+
+
+def _copy_as(fmt: str, corpus: Path, root: Path) -> Path:
+    """The NAB files of ``EVAL_FILES`` copied into ``root`` as ``fmt`` (same rows)."""
+    import pyarrow.csv as pacsv
+    import pyarrow.feather as feather
+    import pyarrow.parquet as pq
+
+    from consumer.inputs import TableOptions, convert
+
+    for name in EVAL_FILES:
+        src = corpus / "data" / name
+        out = (root / name).with_suffix("")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        table = pacsv.read_csv(src)
+        if fmt == "csv":
+            out.with_suffix(".csv").write_bytes(src.read_bytes())
+        elif fmt == "parquet":
+            pq.write_table(table, out.with_suffix(".parquet"), row_group_size=3000)
+        elif fmt == "dataset":  # a folder of part files
+            (folder := out.with_suffix(".parquet")).mkdir()
+            half = len(table) // 2
+            pq.write_table(table.slice(0, half), folder / "part-0.parquet")
+            pq.write_table(table.slice(half), folder / "part-1.parquet")
+        elif fmt == "feather":
+            feather.write_feather(table, out.with_suffix(".feather"), chunksize=1000)
+        else:  # the consumer's series: these two files have no gaps, so samples == rows
+            conv = convert(src, out.with_suffix(".series.npy"), TableOptions("value", "timestamp"))
+            assert conv.samples == conv.rows == len(table)
+    return root
+
+
+@pytest.fixture(scope="module")
+def csv_report(corpus, tmp_path_factory):
+    return _eval_json(corpus, _copy_as("csv", corpus, tmp_path_factory.mktemp("csv")))
+
+
+def _eval_json(corpus: Path, data: Path, *extra: str) -> dict:
+    import contextlib
+    import io
+
+    from consumer.evaluate import main
+
+    labels = json.loads((corpus / "combined_windows.json").read_text())
+    windows = data.parent / f"{data.name}.windows.json"
+    windows.write_text(json.dumps({n: labels[n] for n in EVAL_FILES}))
+    args = ["--data", data, "--windows", windows, "--detector", "zscore", "--detector"]
+    args += ["likelihood", "--results", corpus / "results", "--json", *extra]
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            assert main([str(a) for a in args]) == 0
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+    return json.loads(out.getvalue())
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "dataset", "feather", "npy"])
+def test_evaluate_takes_every_input_format_with_the_csv_scores(corpus, csv_report, tmp_path, fmt):
+    report = _eval_json(corpus, _copy_as(fmt, corpus, tmp_path / "data"))
+    suffix = {"parquet": ".parquet", "dataset": ".parquet", "feather": ".feather"}
+    want = [str(Path(n).with_suffix(suffix.get(fmt, ".series.npy"))) for n in EVAL_FILES]
+    assert report["files"] == sorted(want)
+    assert report["detectors"] == csv_report["detectors"]  # every score, threshold, count
+    assert report["windows"] == csv_report["windows"] == 6  # 5 in nyc_taxi, 1 in jumpsup
+    names = [d["name"] for d in report["detectors"]]
+    assert names[:2] == ["zscore", "likelihood"] and "numenta" in names
+
+
+def test_evaluate_data_folder_rules(corpus, csv_report, tmp_path, evaluate_main):
+    import pyarrow.parquet as pq
+
+    data = _copy_as("csv", corpus, tmp_path / "data")
+    _copy_as("parquet", corpus, data)
+    labels = corpus / "combined_windows.json"
+    status, err = evaluate_main("--data", data, "--windows", labels, "--detector", "zscore")
+    assert status == 2 and "both hold 'artificialWithAnomaly/art_daily_jumpsup.csv'" in err, err
+    report = _eval_json(corpus, data, "--format", "parquet")
+    assert report["files"] == sorted(str(Path(n).with_suffix(".parquet")) for n in EVAL_FILES)
+    assert report["detectors"] == csv_report["detectors"]
+    # Other column names, given as for the consumer.
+    for name in report["files"]:
+        t = pq.read_table(data / name)
+        pq.write_table(t.rename_columns(["ts", "v"]), data / name)
+    status, err = evaluate_main(
+        "--data", data, "--windows", labels, "--format", "parquet", "--detector", "zscore"
+    )
+    assert status == 2 and "no column 'value'" in err, err
+    report = _eval_json(corpus, data, "--format", "parquet", "--column", "v", "--timestamp", "ts")
+    assert report["detectors"] == csv_report["detectors"]
+    # An .npy without a time grid cannot be placed in NAB's windows.
+    np.save(data / "realKnownCause" / "nyc_taxi.npy", np.arange(10.0))
+    args = ["--data", data, "--windows", labels, "--format", "npy", "--detector", "zscore"]
+    status, err = evaluate_main(*args)
+    assert status == 2 and "nyc_taxi.npy: no timestamps" in err, err
