@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ from typing import Any
 
 from shared.cli import OneLineParser
 from shared.errors import StreamError, UsageError
+from shared.jit import is_compile_notice
 from shared.metrics import read_metrics
 from shared.params import generation_params, parse_json_object, positive_float, positive_int
 from shared.stream import DEFAULT_CHUNK_SIZE, LABELS_SUFFIX, sibling
@@ -264,7 +267,8 @@ def _producer_command(args, n: int, stream: Path, gen, metrics: Path, threads) -
     g = gen.to_json()
     cmd = [sys.executable, "-m", "producer", "--num_samples", str(n), "--file", str(stream)]
     cmd += ["--type", g["type"], "--params", json.dumps(g["params"]), "--seed", str(gen.seed)]
-    cmd += ["--dtype", args.dtype, "--metrics", str(metrics), "--quiet", "--time"]
+    # Not --quiet unless we are: a side that must compile its kernels first says so.
+    cmd += ["--dtype", args.dtype, "--metrics", str(metrics), "--time"] + ["--quiet"] * args.quiet
     for key in ("seasonality", "trend", "anomalies"):
         if g[key]:
             cmd += [f"--{key}", json.dumps(g[key])]
@@ -277,7 +281,7 @@ def _producer_command(args, n: int, stream: Path, gen, metrics: Path, threads) -
 def _consumer_command(args, stream: Path, det_params: str, metrics: Path, threads) -> list[str]:
     cmd = [sys.executable, "-m", "consumer", "--file", str(stream), "--type", args.detector]
     cmd += ["--params", det_params, "--metrics", str(metrics), "--timeout", str(args.timeout)]
-    cmd += ["--quiet", "--time"] + ["--overwrite"] * args.overwrite
+    cmd += ["--time"] + ["--quiet"] * args.quiet + ["--overwrite"] * args.overwrite
     return cmd + (["--threads", str(threads)] if threads else [])
 
 
@@ -294,14 +298,18 @@ def supervise(pl: Plan, live: bool) -> tuple[dict[str, tuple[str, str]], float]:
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, "env": env}
     consumer = subprocess.Popen(pl.consumer + ["--wait", "120"], **pipes)
     procs = {"producer": subprocess.Popen(pl.producer, **pipes), "consumer": consumer}
+    reads = {name: _Output(proc) for name, proc in procs.items()}
     outputs: dict[str, tuple[str, str]] = {}
     progress = _Progress(pl, t0) if live else None
     failure: str | None = None
     try:
         while len(outputs) < 2:
+            for read in reads.values():
+                for line in read.notices():
+                    _show_line(progress, line)
             for name, proc in procs.items():
                 if name not in outputs and proc.poll() is not None:
-                    outputs[name] = proc.communicate()
+                    outputs[name] = reads[name].communicate()
                     if proc.returncode != 0 and failure is None:
                         tail = _stderr_tail(outputs[name][1])
                         failure = f"{name} failed (exit {proc.returncode}): {tail}"
@@ -320,6 +328,41 @@ def supervise(pl: Plan, live: bool) -> tuple[dict[str, tuple[str, str]], float]:
     if failure:
         raise StreamError(failure)
     return outputs, wall
+
+
+class _Output:
+    """A child's stdout and stderr, read by threads as they come, so that its compile
+    notice (``shared.jit.compile_notice``) can be shown while it compiles."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.text: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self.queue: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.threads = [
+            threading.Thread(target=self._read, args=(name,), daemon=True) for name in self.text
+        ]
+        for t in self.threads:
+            t.start()
+
+    def _read(self, name: str) -> None:
+        for line in getattr(self.proc, name):
+            self.text[name].append(line)
+            if name == "stderr" and is_compile_notice(line):
+                self.queue.put(line)
+
+    def notices(self) -> list[str]:
+        """The compile notices printed since the last call."""
+        lines = []
+        while not self.queue.empty():
+            lines.append(self.queue.get())
+        return lines
+
+    def communicate(self) -> tuple[str, str]:
+        """(stdout, stderr) of the exited child."""
+        self.proc.wait()
+        for t in self.threads:
+            t.join()
+        return "".join(self.text["stdout"]), "".join(self.text["stderr"])
 
 
 def _terminate(procs) -> None:
@@ -352,6 +395,15 @@ class _Progress:
     def close(self) -> None:
         if self.tty:
             sys.stderr.write("\n")
+
+
+def _show_line(progress: _Progress | None, line: str) -> None:
+    """Print a child's line above the live progress line (which the next ``show`` redraws)."""
+    if progress is not None and progress.tty:
+        line = "\r\x1b[K" + line
+        progress.last = 0.0
+    sys.stderr.write(line)
+    sys.stderr.flush()
 
 
 def report(pl: Plan, args: argparse.Namespace, pf: dict, cf: dict, wall: float) -> float | None:

@@ -21,8 +21,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-import psutil
-
 from shared.errors import FormatError, UsageError
 
 try:
@@ -76,6 +74,8 @@ class MetricsRecorder:
         self.total = total
         self.interval = float(interval)
         self._progress = progress
+        import psutil  # here, not at import: a run without --metrics never needs it
+
         self._proc = psutil.Process()
         self._pid = os.getpid()
         # Serialises the sampler thread against the final write in stop().
@@ -169,14 +169,19 @@ class MetricsRecorder:
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process in bytes."""
-    current = int(psutil.Process().memory_info().rss)
-    if resource is None:  # pragma: no cover
-        return current
+    """Peak resident set size of this process in bytes.
+
+    From ``getrusage`` (Linux takes the larger of the recorded high-water mark and
+    the current RSS), so a summary needs no psutil import.
+    """
+    if resource is None:  # pragma: no cover - Windows: the current RSS
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes.
     scale = 1 if sys.platform == "darwin" else 1024
-    return max(int(maxrss) * scale, current)
+    return int(maxrss) * scale
 
 
 def read_metrics(path: Path | str) -> list[dict[str, Any]]:
