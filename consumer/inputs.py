@@ -320,8 +320,10 @@ class _Table:
             reader = pacsv.open_csv(
                 self.path, read_options=read, parse_options=parse, convert_options=convert
             )
-        except KeyError as e:  # ArrowKeyError: a missing column
-            raise UsageError(f"{self.path}: {_one_line(e).strip(chr(39))}") from None
+        except KeyError:  # ArrowKeyError: a missing column
+            names = pacsv.open_csv(self.path, parse_options=parse).schema.names
+            self._check_schema(self.path, pa.schema([(n, pa.null()) for n in names]))
+            raise
         except pa.ArrowInvalid as e:
             self._csv_failed(0, e)
         rows = 0

@@ -302,15 +302,16 @@ class _ConsumerRun:
                 if p.exists():
                     raise UsageError(f"{p} exists; pass --overwrite to replace it or --resume")
         options = TableOptions(config.column, config.timestamp, config.format, config.max_irregular)
-        if config.resume and _series_matches(paths.series, self.file, options):
-            return None  # the series read by the interrupted run is still good
-        log = self.hooks.log
+        chunk = config.chunk_size or DEFAULT_CHUNK_SIZE
+        if _series_matches(paths.series, self.file, options, chunk):
+            return None  # read from this very input before (--resume, --overwrite): reuse it
         return convert(
             self.file,
             paths.series,
             options,
-            chunk_size=config.chunk_size or DEFAULT_CHUNK_SIZE,
-            log=log,
+            chunk_size=chunk,
+            stop=self.hooks.stop,
+            log=self.hooks.log,
         )
 
     def _make_detector(self) -> Detector:
@@ -570,6 +571,7 @@ class _ConsumerRun:
                 "missing_samples": doc.get("missing_samples"),
                 "irregular_rows": doc.get("irregular_rows"),
                 "series": str(self.paths.series),
+                "series_reused": self.conversion is None,
                 "read_seconds": round(self.conversion.seconds, 4) if self.conversion else None,
             }
         if self.error is not None:
@@ -712,17 +714,26 @@ def _is_table(file: Path, config: ConsumerConfig) -> bool:
     return fmt != "npy"
 
 
-def _series_matches(series: Path, source: Path, options: TableOptions) -> bool:
-    """Whether ``series`` was read from ``source`` as it is now, with these options."""
+def _series_matches(series: Path, source: Path, options: TableOptions, chunk: int) -> bool:
+    """Whether ``series`` is complete and was read from ``source`` as it is now, with these
+    options and chunk size (then reading the input again would write the same bytes)."""
     try:
         doc = json.loads(sidecar_path(series).read_text())
+        size = series.stat().st_size
     except (OSError, ValueError):
         return False
-    if not series.exists() or not isinstance(doc, dict):
+    if not isinstance(doc, dict):
         return False
     src = doc.get("source") or {}
+    try:
+        whole = size == int(doc["header_len"]) + 8 * int(doc["num_samples"])
+    except (KeyError, TypeError, ValueError):
+        return False
     return (
-        src.get("path") == str(source.resolve())
+        whole
+        and doc.get("status") == "complete"
+        and doc.get("chunk_size") == chunk
+        and src.get("path") == str(source.resolve())
         and {k: src.get(k) for k in ("size", "mtime_ns")} == source_signature(source)
         and doc.get("table") == options.to_json()
     )

@@ -117,7 +117,7 @@ def replay(
     series = path.with_name(f".{path.stem}.replay-series.npy")
     options = TableOptions(column, timestamp, format, max_irregular)
     try:
-        conv = convert(input, series, options, chunk_size=chunk_size, log=log)
+        conv = convert(input, series, options, chunk_size=chunk_size, stop=stop, log=log)
         with StreamReader(series) as reader:
             extra = {
                 "generation": {},

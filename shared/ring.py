@@ -542,11 +542,20 @@ class RingWriter(StreamWriter):
             # header): cursors left there belong to a replaced stream.
             self._drop_cursors()
         self.consumers_dir.mkdir(exist_ok=True)
+        header = npy_header(dtype, layout.slots * chunk_size)
+        # Restarting a ring whose set-up had finished: a consumer may have it open
+        # already, so keep its header in place (no chunk is committed: no slot matters).
+        laid_out = (
+            self._keep_cursors
+            and os.fstat(fd).st_size == layout.file_size
+            and os.pread(fd, len(header), 0) == header
+        )
         try:
             self._publish()  # ours now (replacing a previous stream's sidecar, if any)
-            os.ftruncate(fd, 0)
-            self._reserve(layout.file_size)
-            os.pwrite(fd, npy_header(dtype, layout.slots * chunk_size), 0)
+            if not laid_out:
+                os.ftruncate(fd, 0)
+                self._reserve(layout.file_size)
+                os.pwrite(fd, header, 0)
             self._make_spare()
         except BaseException as e:
             self._abort_create(e, created)

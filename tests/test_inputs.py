@@ -7,6 +7,7 @@ replayer, or ``single_machine.py``) on files written here.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 
 from consumer.events import event_figures
 from consumer.inputs import TableOptions, convert
+from shared.errors import UsageError
 
 REPO = Path(__file__).resolve().parent.parent
 NAB = REPO.parent / "shared" / "data" / "nab"
@@ -177,6 +179,136 @@ def test_missing_column_and_non_numeric_typed_column(tmp_path, run_consumer):
     assert code == 2 and "not numbers" in err, err
     code, _, err = run_consumer("--file", tmp_path / "csv" / "data.csv", "--timestamp", "timestamp")
     assert code == 2 and "--column" in err, err
+
+
+def _bad_table(case: str) -> pa.Table:
+    """20 rows one minute apart with row 11 (1-based) broken as ``case``."""
+    minutes = list(range(20))
+    values: list = [float(m % 7) for m in minutes]
+    if case == "out_of_order":
+        minutes[10] = 5
+    elif case == "duplicate":
+        minutes[10] = 9
+    elif case == "off_grid":
+        minutes[10:] = [m + 0.5 for m in minutes[10:]]
+    elif case == "not_a_number":
+        values = [str(v) for v in values]
+        values[10] = "abc"
+    times = [T0 + np.timedelta64(int(m * 60), "s") for m in minutes]
+    ts = pa.array(times, pa.timestamp("ns"))
+    if case == "no_timestamp":
+        ts = pa.array(times[:10] + [None] + times[11:], pa.timestamp("ns"))
+    return pa.table({"timestamp": ts, "value": values})
+
+
+def _write_small(fmt: str, d: Path, table: pa.Table) -> Path:
+    """``table`` in ``fmt`` with row 11 in a later batch, row group or file than row 1."""
+    if fmt == "csv":
+        pacsv.write_csv(table, d / "t.csv")
+        return d / "t.csv"
+    if fmt == "parquet":
+        pq.write_table(table, d / "t.parquet", row_group_size=4)
+        return d / "t.parquet"
+    if fmt == "dataset":
+        (d / "ds").mkdir()
+        for k in range(0, 20, 6):
+            pq.write_table(table.slice(k, 6), d / "ds" / f"p{k:02d}.parquet", row_group_size=4)
+        return d / "ds"
+    feather.write_feather(table, d / "t.feather", chunksize=4)
+    return d / "t.feather"
+
+
+_CASES = {
+    "out_of_order": "row 11: timestamp 2024-01-01T00:05:00.000000000 is earlier than the prev",
+    "duplicate": "row 11: timestamp 2024-01-01T00:09:00.000000000 repeats a sample",
+    "off_grid": "row 11: step 90 s is not a multiple of the cadence (60 s)",
+    "not_a_number": "row 11: value 'abc' in column 'value' is not a number",
+    "no_timestamp": "row 11: no timestamp in column 'timestamp'",
+}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "dataset", "feather"])
+def test_every_error_names_the_first_offending_row_in_every_format(tmp_path, fmt):
+    strict = TableOptions("value", "timestamp", format="parquet" if fmt == "dataset" else None)
+    strict = TableOptions(strict.column, strict.timestamp, strict.format, max_irregular=0)
+    for case, message in _CASES.items():
+        d = tmp_path / case
+        d.mkdir()
+        src = _write_small(fmt, d, _bad_table(case))
+        with pytest.raises(UsageError, match=re.escape(message)):
+            convert(src, d / "s.npy", strict)
+        assert sorted(p.name for p in d.iterdir()) == [src.name], case  # nothing written
+    src = _write_small(fmt, tmp_path, _bad_table("none"))
+    with pytest.raises(UsageError, match="no column 'nope'"):
+        convert(src, tmp_path / "s.npy", TableOptions("nope", "timestamp", strict.format))
+    with pytest.raises(UsageError, match="no column 'when'"):
+        convert(src, tmp_path / "s.npy", TableOptions("value", "when", strict.format))
+    c = convert(src, tmp_path / "s.npy", strict)
+    np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), np.arange(20) % 7)
+    assert (c.rows, c.samples, c.missing) == (20, 20, 0)
+
+
+def test_parquet_reader_paths_give_the_same_bytes_and_checksums(tmp_path, monkeypatch):
+    import consumer.inputs as inputs
+    from shared.stream import StreamReader
+
+    rng = np.random.default_rng(3)
+    n = 60_000
+    slots = np.sort(rng.choice(70_000, n, replace=False))  # gaps everywhere
+    slots -= slots[0]  # the grid starts at the first row
+    values = rng.standard_normal(n)
+    values[rng.choice(n, 50, replace=False)] = np.nan  # missing values too
+    order = np.arange(n)
+    order[[40_000, 40_001]] = order[[40_001, 40_000]]  # two rows swapped...
+    times = T0 + slots[order] * CADENCE
+    times[50_000] = times[5_000]  # ...and one far back in time, into a written chunk
+    table = _table(times, values[order])
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=5_000)
+    pacsv.write_csv(table, tmp_path / "t.csv")
+    opts = TableOptions("value", "timestamp", max_irregular=0.01)
+    out = {}
+    for name, big, ahead in [("pool", 64 << 20, 96 << 20), ("alone", 1, 1), ("one", 64 << 20, 1)]:
+        monkeypatch.setattr(inputs, "ROW_GROUP_BYTES", big)
+        monkeypatch.setattr(inputs, "READ_AHEAD_BYTES", ahead)
+        monkeypatch.setattr(inputs, "BATCH_ROWS", 3_000)
+        c = convert(tmp_path / "t.parquet", tmp_path / f"{name}.npy", opts, chunk_size=4096)
+        out[name] = np.load(tmp_path / f"{name}.npy")
+        with StreamReader(tmp_path / f"{name}.npy") as r:
+            assert r.verify() == []  # the CRCs taken while writing are the file's
+            assert r.doc["missing_samples"] == c.missing == int(np.isnan(out[name]).sum())
+        assert (c.irregular.out_of_order, c.irregular.duplicate, c.irregular.off_grid) == (2, 0, 0)
+    c = convert(tmp_path / "t.csv", tmp_path / "csv.npy", opts, chunk_size=4096)
+    want = np.full(slots[-1] + 1, np.nan)
+    want[slots] = values
+    want[slots[5_000]] = np.nanmean([values[5_000], values[50_000]])
+    want[slots[50_000]] = np.nan  # its row went back to slot 5000
+    for got in [*out.values(), np.load(tmp_path / "csv.npy")]:
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_stop_request_leaves_nothing_and_a_rerun_reuses_the_series(tmp_path):
+    from consumer.run import run_consumer
+    from shared.errors import Interrupted, StopRequest
+
+    times, values, idx = _series()
+    src = _write("parquet", tmp_path, _table(times, values))
+    stop = StopRequest()
+    stop.request(2)
+    with pytest.raises(Interrupted):
+        convert(src, tmp_path / "s.npy", TableOptions("value", "timestamp"), stop=stop)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.parquet"]
+    kw = dict(column="value", timestamp="timestamp", params='{"window": 200}', overwrite=True)
+    first = run_consumer(src, **kw)
+    series = tmp_path / "data.series.npy"
+    inode = series.stat().st_ino
+    again = run_consumer(src, **kw)
+    assert not first["input"]["series_reused"] and again["input"]["series_reused"]
+    assert series.stat().st_ino == inode and again["anomalies"] == first["anomalies"]
+    values[2500] += 50.0  # the input changes: it is read again
+    pq.write_table(_table(times, values), src, row_group_size=700)
+    third = run_consumer(src, **kw)
+    assert not third["input"]["series_reused"] and series.stat().st_ino != inode
+    np.testing.assert_array_equal(np.load(series), _expected(3000, values, idx))
 
 
 def test_irregular_rows_are_repaired_within_the_budget(tmp_path):
