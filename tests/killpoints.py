@@ -247,8 +247,16 @@ def _serve() -> None:
     # One small run of each program here, so that the forks find everything loaded
     # (lazy imports, numba dispatchers); their threads have ended before any fork.
     warm = ["--num_samples", "70000", "--file", os.path.join(tmp, "w.npy"), "--quiet"]
-    producer.__main__.main([*warm, "--anomalies", '{"rate": 0.01}', "--threads", "2"])
-    consumer.__main__.main([*warm[2:], "--threads", "2", "--scores", os.path.join(tmp, "w.d.npy")])
+    csv = os.path.join(tmp, "t.csv")
+    with open(csv, "w") as fh:
+        fh.write("t,v\n" + "".join(f"2024-01-01T00:{i:02d}:00,{i % 7 or ''}\n" for i in range(60)))
+    for status in (
+        producer.__main__.main([*warm, "--anomalies", '{"rate": 0.01}', "--threads", "2"]),
+        consumer.__main__.main([*warm[2:], "--threads", "2", "--scores", f"{tmp}/w.d.npy"]),
+        consumer.__main__.main(["--file", csv, "--column", "v", "--timestamp", "t", "--quiet"]),
+    ):
+        if status != 0:
+            raise RuntimeError(f"kill-point zygote: a warm-up run exited {status}")
     # Native pools that live from import on (OpenBLAS's workers, jemalloc's background
     # thread) reinitialise themselves in a forked child; no Python thread may be left.
     if threading.active_count() != 1:

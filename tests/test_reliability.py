@@ -790,7 +790,7 @@ def kp_consumer_args(stream: Path) -> list[object]:
     ]
 
 
-def consumer_outputs(d: Path) -> dict:
+def consumer_outputs(d: Path, scores: bool = True) -> dict:
     """Everything a consumer run must reproduce: files' bytes, Parquet rows, summary counts."""
     summary = json.loads((d / "s.json").read_text())
     hidden = [str(q.relative_to(d)) for q in d.rglob(".*")]
@@ -798,7 +798,7 @@ def consumer_outputs(d: Path) -> dict:
         "files": sorted(q.name for q in d.iterdir()),
         "hidden": hidden,
         "indices": (d / "i.npy").read_bytes(),
-        "scores": (d / "sc.npy").read_bytes(),
+        "scores": (d / "sc.npy").read_bytes() if scores else None,
         "rows": pq.read_table(d / "o.parquet").sort_by("index").to_pydict(),
         "summary": {
             k: summary.get(k)
@@ -862,6 +862,44 @@ def test_consumer_killed_before_each_file_change_resumes_identically(
         shutil.rmtree(d)
     for step in [("replace", "i.consumer.json"), ("open", "i.npy"), ("open", "sc.npy")]:
         assert step in killed, (step, sorted(set(killed)))
+
+
+def test_consumer_of_a_csv_killed_before_each_file_change_resumes_identically(zygote, tmp_path):
+    """A table input is first read into a series file (with its own sidecar): kills while
+    it is written, and later, are resumed too, and the series is reused or rewritten."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=3000)
+    x[[100, 1500, 2900]] += 12.0
+    rows = ["timestamp,value"] + [
+        f"2024-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d},{'' if i % 7 == 3 else v}"
+        for i, v in enumerate(x)
+    ]
+    (tmp_path / "data.csv").write_text("\n".join(rows) + "\n")
+    args = ["--file", tmp_path / "data.csv", "--column", "value", "--timestamp", "timestamp"]
+    args += ["--indices", "i.npy", "--out", "o.parquet", "--summary", "s.json", "--quiet"]
+
+    def outputs(d: Path) -> dict:
+        got = consumer_outputs(d, scores=False)
+        got["series"] = (d / "i.series.npy").read_bytes()
+        return got
+
+    (tmp_path / "ref").mkdir()
+    r = zygote.run("consumer", args, tmp_path / "ref")
+    assert r.returncode == 0, r
+    ref = outputs(tmp_path / "ref")
+    assert len(np.load(tmp_path / "ref" / "i.npy")) >= 3 and ref["hidden"] == []
+    killed = []
+    for k in range(1, r.changes + 1):
+        d = tmp_path / f"k{k}"
+        d.mkdir()
+        killed.append(zygote.run("consumer", args, d, kill_at=k).killed_at)
+        again = zygote.run("consumer", [*args, "--resume"], d)
+        assert again.returncode == 0 and again.stderr == "", (k, killed[-1], again)
+        got = outputs(d)
+        for key, value in ref.items():
+            assert got[key] == value, f"killed before change {k} ({killed[-1]}): {key} differs"
+        shutil.rmtree(d)
+    assert ("replace", "i.series.npy") in killed, killed
 
 
 @pytest.mark.slow
