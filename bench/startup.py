@@ -11,26 +11,46 @@ fresh process:
 * producer: ``python -m producer --num_samples 100000 --file p.npy --overwrite --quiet``;
 
 after one untimed run of each (which also fills numba's cache, so the timed runs
-are warm).  Prints the medians and each CLI's ratio to the baseline (``--json``:
-also one JSON line).  ``--before DIR`` also times the CLIs of another checkout of
-the project (run in that directory, which ``python -m`` puts first on the path),
-alternated with this one's, for before/after figures from one run.
+are warm).  Prints the medians of wall clock and of CPU time (user + system: on a
+machine loaded by other jobs, the better guide to a quiet machine's wall clock)
+and each CLI's ratios to the baseline (``--json``: also one JSON line).
+``--before DIR`` also times the CLIs of another checkout of the project (run in
+that directory, which ``python -m`` puts first on the path), alternated with
+this one's, for before/after figures from one run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
-
-from wall_clock import _timed  # seconds from launch to exit of one command
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 BASELINE = [PY, "-c", "import numpy, pyarrow.parquet"]
+
+
+def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds from launch to exit of ``cmd`` run in ``cwd``; exits if it fails.
+
+    CPU is the child's user + system time: start-up runs on one thread, so on a
+    machine loaded by other jobs it is closer to the quiet machine's wall clock.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stderr}")
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall, cpu
 
 
 def cli_commands(stream: Path, out: Path, n: int, detector: str) -> dict[str, list[str]]:
@@ -45,7 +65,8 @@ def cli_commands(stream: Path, out: Path, n: int, detector: str) -> dict[str, li
 
 
 def measure(roots: dict[str, Path], n: int, detector: str, runs: int) -> dict[str, float]:
-    """Medians over ``runs`` alternated runs, and each CLI's ratio to the baseline.
+    """Medians over ``runs`` alternated runs (wall ``_s``, CPU ``_cpu_s``) and each CLI's
+    ratios to the baseline (``_ratio``, ``_cpu_ratio``).
 
     ``roots``: label -> checkout whose CLIs run (in that directory); the labels
     prefix the figures' names (``""`` for this checkout, ``"before_"``).
@@ -53,7 +74,7 @@ def measure(roots: dict[str, Path], n: int, detector: str, runs: int) -> dict[st
     with tempfile.TemporaryDirectory(prefix="startup-") as tmp:
         d = Path(tmp)
         stream = [PY, "-m", "producer", "--num_samples", str(n), "--file", str(d / "tiny.npy")]
-        _timed(stream, ROOT)
+        timed(stream, ROOT)
         cmds: dict[str, tuple[list[str], Path]] = {"baseline": (BASELINE, ROOT)}
         for label, root in roots.items():
             out = d / (label or "this")
@@ -61,16 +82,20 @@ def measure(roots: dict[str, Path], n: int, detector: str, runs: int) -> dict[st
             for name, cmd in cli_commands(d / "tiny.npy", out, n, detector).items():
                 cmds[label + name] = (cmd, root)
         for cmd, cwd in cmds.values():
-            _timed(cmd, cwd)  # untimed: page cache, numba's cache
-        times: dict[str, list[float]] = {name: [] for name in cmds}
+            timed(cmd, cwd)  # untimed: page cache, numba's cache
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in cmds}
         for k in range(runs):
             for name, (cmd, cwd) in cmds.items():
-                times[name].append(_timed(cmd, cwd))
-            line = ", ".join(f"{name} {t[-1]:.3f} s" for name, t in times.items())
+                times[name].append(timed(cmd, cwd))
+            line = ", ".join(f"{name} {t[-1][0]:.3f} s" for name, t in times.items())
             print(f"run {k + 1}: {line}", flush=True)
-    med = {f"{name}_s": statistics.median(t) for name, t in times.items()}
+    med: dict[str, float] = {}
+    for name, t in times.items():
+        med[f"{name}_s"] = statistics.median(w for w, _ in t)
+        med[f"{name}_cpu_s"] = statistics.median(c for _, c in t)
     for name in list(times)[1:]:
         med[f"{name}_ratio"] = med[f"{name}_s"] / med["baseline_s"]
+        med[f"{name}_cpu_ratio"] = med[f"{name}_cpu_s"] / med["baseline_cpu_s"]
     return med
 
 
@@ -84,11 +109,17 @@ def main() -> None:
     args = p.parse_args()
     roots = {"": ROOT} | ({"before_": Path(args.before).resolve()} if args.before else {})
     r = measure(roots, int(args.n), args.type, args.runs)
-    print(f"medians of {args.runs}: import numpy, pyarrow.parquet {r['baseline_s']:.3f} s")
+    print(
+        f"medians of {args.runs}: import numpy, pyarrow.parquet {r['baseline_s']:.3f} s "
+        f"(CPU {r['baseline_cpu_s']:.3f} s)"
+    )
     for label, root in roots.items():
         for name in ("consumer", "producer"):
-            key = label + name
-            print(f"  {name:<9} {r[key + '_s']:.3f} s = {r[key + '_ratio']:.2f}x  ({root})")
+            k = label + name
+            print(
+                f"  {name:<9} {r[k + '_s']:.3f} s = {r[k + '_ratio']:.2f}x "
+                f"(CPU {r[k + '_cpu_s']:.3f} s = {r[k + '_cpu_ratio']:.2f}x)  ({root})"
+            )
     if args.json:
         print(json.dumps({"runs": args.runs, "root": str(ROOT), "before": args.before, **r}))
 
