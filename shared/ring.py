@@ -703,13 +703,17 @@ class RingWriter(StreamWriter):
 
     def _blocker(self, chunk: int) -> tuple[str, Cursor | None] | None:
         """Why ``chunk``'s slot cannot be claimed now (None: it can). Holds the lock."""
-        e = self.doc["ring"][chunk % self.layout.slots]
+        slots = self.layout.slots
+        e = self.doc["ring"][chunk % slots]
         if e is None:
-            return None
+            # A slot's first chunk; a later one waits for the earlier chunks of its slot.
+            return None if chunk < slots else ("writing", None)
         if e[0] >= chunk:
             raise StreamError(f"internal error: chunk {chunk} claimed over chunk {e[0]}")
-        if e[1] is None:
-            return ("writing", None)  # another worker is still writing the slot's chunk
+        if e[1] is None or e[0] != chunk - slots:
+            # The slot's previous chunk (chunk - S) is still to be written or committed by
+            # another worker: claiming over an earlier one would skip it.
+            return ("writing", None)
         if len(self._cursors) < self.ring_consumers:
             return ("consumers", None)
         for released, c in self._cursors.values():

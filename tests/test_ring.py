@@ -236,6 +236,37 @@ def test_ring_table_states():
     assert list(np.nonzero(st.committed)[0]) == [3, 5] and not st.all_done()
 
 
+def test_a_slot_is_claimed_only_over_its_previous_chunk(tmp_path):
+    """Chunk k may overwrite only chunk k - S: async workers that run ahead wait for the
+    slot's earlier chunks instead of skipping them (no consumer gates this ring)."""
+    params = generation_params(seed=SEED)
+    w = RingWriter(
+        tmp_path / "r.npy",
+        ring_bytes=128 + 3 * 8 * CHUNK,
+        ring_consumers=0,
+        num_samples=N,
+        dtype="float64",
+        chunk_size=CHUNK,
+        extra=stream_extra(params),
+    )
+    try:
+        assert w.layout.slots == 3
+        block = np.zeros(CHUNK)
+        for k in (0, 1):
+            assert w.claim(k)
+            w.write_at(k * CHUNK, block)
+            w.commit(k, zlib.crc32(block))
+        tries = iter(range(20))
+        # Slot 0 holds committed chunk 0, but chunk 3 is not written: 6 must wait.
+        assert w.claim(6, halted=lambda: next(tries, None) is None) is False
+        assert w.claim(3) and w.claim(4)  # 3 over 0, 4 over 1
+        assert w.claim(2)  # a first-round slot; 5 waits for 2's commit
+        assert w.claim(5, halted=lambda: True) is False
+        assert w.doc["ring"] == [[3, None], [4, None], [2, None]]
+    finally:
+        w.close()
+
+
 # -- same outputs as a file ----------------------------------------------------------------
 
 
@@ -370,6 +401,13 @@ def test_ring_errors_are_one_line_and_change_nothing(tmp_path, tmpfs, snapshot):
         assert snapshot(d) == before and snapshot(small) == {}
     finally:
         holder.close()
+    # --verify checks the chunks the ring holds: a flipped byte names its chunk.
+    assert consumer.verify(d / "w.npy") == []
+    last = n_chunks - 1
+    with open(d / "w.npy", "r+b") as fh:
+        fh.seek(128 + 8 * ((last % 3) * CHUNK + 5))
+        fh.write(b"x")
+    assert consumer.verify(d / "w.npy") == [last]
     # Flags, as the CLI reads them.
     from producer.__main__ import _options, build_parser
 
