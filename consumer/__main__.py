@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--series", help="table inputs: where the series is read to (<stem>.series.npy)")
     _detection_options(p)
     _stream_options(p)
+    from shared.engine import add_engine_options
+
+    add_engine_options(p)
     return p
 
 
@@ -140,6 +143,7 @@ def _config(args: argparse.Namespace) -> ConsumerConfig:
     if args.overwrite and args.resume:
         raise UsageError("--overwrite and --resume contradict each other")
     from consumer.inputs import input_format
+    from shared.zarr_store import output_base
 
     table = not args.raw and input_format(args.file, args.format) != "npy"
     if Path(args.file).is_dir() and not (args.column or args.format):
@@ -152,7 +156,7 @@ def _config(args: argparse.Namespace) -> ConsumerConfig:
         raise UsageError("--score-scale applies to --scores: give --scores PATH")
     max_irregular = _fraction("--max-irregular", args.max_irregular)
     paths = OutputPaths.for_input(
-        Path(args.file),
+        output_base(args.file),  # a Zarr store's URL: in the current directory
         out=args.out,
         indices=args.indices,
         summary=args.summary,
@@ -237,6 +241,9 @@ def _prepare_kernels(detector: str, quiet: bool) -> None:
 
 def _run(args: argparse.Namespace, stop: StopRequest) -> int:
     config = _config(args)
+    from shared.engine import engine_options
+
+    engine = engine_options(args, stores=(args.file, args.scores))
     interval = positive_float("--metrics_interval", args.metrics_interval)
     if args.verify:
         return _verify(args)
@@ -247,8 +254,15 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
         if not args.quiet:
             print(f"consumer: {msg}", file=sys.stderr)
 
+    run = run_consumer
+    if engine.dask:  # the same run, its kernels on a Dask cluster
+        from functools import partial
+
+        from consumer.dask_engine import run_consumer_dask
+
+        run = partial(run_consumer_dask, engine=engine)
     try:
-        summary = run_consumer(
+        summary = run(
             args.file,
             config,
             stop=stop,

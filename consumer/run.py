@@ -247,7 +247,13 @@ def run_consumer(
 
 
 class _ConsumerRun:
-    """One run: set-up (stream, detector, outputs), the scheduling loop, the finish."""
+    """One run: set-up (stream, detector, outputs), the scheduling loop, the finish.
+
+    ``consumer.dask_engine`` runs the same set-up and finish with another reader
+    (``_open_reader``), outputs (``outputs_class``) and scheduling loop (``run``).
+    """
+
+    outputs_class: type[Outputs] = Outputs
 
     def __init__(self, file: Path, config: ConsumerConfig, hooks: Hooks) -> None:
         self.file, self.config, self.hooks = file, config, hooks
@@ -271,9 +277,7 @@ class _ConsumerRun:
         self.cursor: Any = None  # a ring consumer's registration (shared.ring.RingCursor)
         try:
             data = self.paths.series if self.table else file
-            self.reader = StreamReader(
-                data, raw_dtype=config.raw_dtype, chunk_size=config.chunk_size
-            )
+            self.reader = self._open_reader(data)
             if self.reader.is_ring:
                 self._attach_ring()  # before anything reads the ring (a period estimate)
             doc = self.reader.doc
@@ -289,6 +293,11 @@ class _ConsumerRun:
             raise
         self.status = "complete"
         self.error: BaseException | None = None
+
+    def _open_reader(self, data: Path) -> StreamReader:
+        """The input: a stream, plain ``.npy`` or raw file (or a table's series file)."""
+        config = self.config
+        return StreamReader(data, raw_dtype=config.raw_dtype, chunk_size=config.chunk_size)
 
     def _read_table(self) -> Conversion | None:
         """Read a CSV / Parquet / Arrow input into the series file (refusing to clobber)."""
@@ -379,7 +388,7 @@ class _ConsumerRun:
             # Checkpoint "nothing done" before any output exists, so that a crash before the
             # first publish can be resumed (the outputs would be refused without --overwrite).
             checkpoint.save(Progress())
-        return Outputs(
+        return self.outputs_class(
             indices=paths.indices,
             parquet=paths.parquet,
             summary=paths.summary,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from producer.generate import MIN_CHUNK_SIZE
 from shared.cli import OneLineParser, Progress, exit_now, run_cli
+from shared.engine import add_engine_options, engine_options
 from shared.errors import StopRequest, UsageError
 from shared.params import GenerationParams, generation_params, positive_float, positive_int
 from shared.stream import SUPPORTED_DTYPES
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time", action="store_true", help="also print the figures as one JSON line")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_engine_options(p)
     return p
 
 
@@ -153,6 +155,7 @@ def _prepare_kernels(quiet: bool) -> None:
 
 def _run(args: argparse.Namespace, stop: StopRequest) -> int:
     opt = _options(args)
+    engine = engine_options(args, stores=(args.file,))
     _prepare_kernels(args.quiet)
     progress = Progress("producer", quiet=args.quiet, metrics=args.metrics, interval=opt.interval)
 
@@ -163,6 +166,12 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
 
     from producer.write import write_stream
 
+    if engine.dask:  # the same call, run on a Dask cluster
+        from functools import partial
+
+        from producer.dask_engine import write_stream_dask
+
+        write_stream = partial(write_stream_dask, engine=engine)
     t0 = time.perf_counter()
     try:
         result = write_stream(

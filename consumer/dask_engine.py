@@ -1,0 +1,464 @@
+"""``python -m consumer --engine dask``: run the detectors on a Dask cluster.
+
+The run is the local engine's (``consumer.run``: the same set-up, detector,
+checkpoint, summary and finish); only where the kernels run differs.
+
+* The driver follows the stream with the local engine's ``Tail`` (the one
+  ``CommitFollower``): a chunk is released once its detector window is
+  committed.  Released chunks form spans of whole chunks on a grid fixed in
+  absolute chunk index (``shared.spans``, ``--span`` samples); a span is
+  submitted once its last chunk is released (or the stream ends), so a live
+  stream is processed as it is committed.
+* A task reads each chunk of its span with the detector's halo from the store
+  (the ``.npy`` on a shared filesystem, or a Zarr store) and runs the local
+  engine's worker (``consumer.run._Worker``: ``window_for``, ``process``, the
+  unit map) on it, so every result equals the local engine's bit for bit.  It
+  writes the span's Parquet rows as the hidden temporary of the part whose
+  number the driver gave it (``.part-<k>.parquet.tmp`` in the rows dataset, one
+  row group per chunk; rerunning the task rewrites the same bytes) and its
+  dense scores as whole pages of the ``.npy`` scores file (edge pages go back
+  to the driver, ``shared.spans``) or as whole shards of a Zarr scores store.
+  It returns the flagged indices, the part's row count and CRC-32, and edges.
+* The driver feeds results to :class:`DaskOutputs` in chunk order: indices are
+  appended, edge pages written, and at each publish the finished parts are
+  checked (CRC-32) and renamed into place as the next part numbers of the
+  local engine's ``ParquetDataset``, then the summary and the checkpoint of the
+  contiguous prefix are saved by the local engine's ``Outputs.publish``.  So
+  ``--resume`` (either engine) continues from the checkpoint, and parts written
+  after it are removed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import zlib
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from consumer.detectors.base import ChunkResult, Detector
+from consumer.run import ConsumerConfig, Hooks, OutputPaths, _ConsumerRun, _Worker
+from consumer.sink import Outputs, part_name, schema_for
+from consumer.tail import Tail
+from shared.engine import DaskEngine, EngineOptions, connect
+from shared.errors import FormatError, ProducerFailed, StopRequest, StreamError, UsageError
+from shared.spans import PageSafeWriter, Span, chunks_per_span
+from shared.stream import StreamReader, read_npy_header
+from shared.zarr_store import (
+    ZarrLocation,
+    ZarrStreamReader,
+    array_token,
+    create_array,
+    is_zarr,
+    output_base,
+    write_span,
+)
+
+SCORES = "scores"  # the array of a Zarr scores store
+
+
+@dataclass(frozen=True)
+class Source:
+    """How a worker opens the input (sent with every task)."""
+
+    location: str
+    zarr: bool
+    raw_dtype: str | None
+    chunk_size: int | None
+    storage_options: dict
+
+    def open(self) -> StreamReader:
+        """A reader of the input (opened per task: NFS close-to-open consistency)."""
+        if self.zarr:
+            return ZarrStreamReader(self.location, self.storage_options)
+        return StreamReader(self.location, raw_dtype=self.raw_dtype, chunk_size=self.chunk_size)
+
+
+@dataclass(frozen=True)
+class ScoresTarget:
+    """Where a task writes dense scores: a shared ``.npy`` (whole pages) or a Zarr store."""
+
+    location: str
+    zarr: bool
+    header_len: int
+    storage_options: dict
+    token: str  # the store's creation, so a worker never writes through a stale handle
+
+    def write(self, start: int, dense: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """Write ``dense`` from sample ``start``; return the edges left to the driver."""
+        dense = np.ascontiguousarray(dense, "<f4")
+        if self.zarr:
+            write_span(self.location, SCORES, start, dense, self.storage_options, self.token)
+            return []
+        fd = os.open(self.location, os.O_WRONLY)
+        try:
+            out = PageSafeWriter(fd, self.header_len, dense.dtype, start, start + len(dense))
+            out.write(start, dense)
+        finally:
+            os.close(fd)
+        return out.edges()
+
+
+@dataclass
+class SpanRows:
+    """What a detection task returns: flagged indices, its part's rows and CRC-32, edges."""
+
+    first: int
+    last: int
+    start: int
+    stop: int
+    indices: np.ndarray
+    rows: int
+    part: str
+    crc: int
+    edges: list[tuple[int, np.ndarray]]
+
+
+def _warm(detector: Detector, dtype: np.dtype, dense: bool, unit: bool) -> None:
+    """Worker plugin body: load the detector's kernels for this dtype."""
+    detector.warm_up(dtype, dense)
+    if unit:
+        detector.unit_scores(np.zeros(4, np.float32))
+
+
+def _part_table(r: ChunkResult, schema: pa.Schema, grid: Any) -> pa.Table:
+    """One chunk's flagged rows as ``consumer.sink.ParquetDataset.append`` builds them."""
+    cols = [np.ascontiguousarray(r.indices, np.int64)]
+    if grid is not None:
+        cols.append(np.ascontiguousarray(grid.times(r.indices), np.int64))
+    cols += [np.ascontiguousarray(r.values, np.float64), np.ascontiguousarray(r.scores, np.float64)]
+    columns = [
+        pa.Array.from_buffers(field.type, len(r.indices), [None, pa.py_buffer(col)])
+        for field, col in zip(schema, cols, strict=True)
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _write_part(path: Path, results: list[ChunkResult], grid: Any) -> tuple[int, int]:
+    """Write ``results`` as one Parquet file, one row group per chunk; (rows, CRC-32)."""
+    schema = schema_for(grid)
+    with pq.ParquetWriter(path, schema, compression="zstd") as out:
+        for r in results:
+            out.write_table(_part_table(r, schema, grid), row_group_size=max(1, len(r.indices)))
+    return sum(len(r.indices) for r in results), zlib.crc32(path.read_bytes())
+
+
+def _detect_span(
+    source: Source,
+    detector: Detector,
+    dense: bool,
+    unit: bool,
+    grid: Any,
+    parts: str,
+    scores: ScoresTarget | None,
+    span: Span,
+    part: int,
+) -> SpanRows:
+    """Task: run the detector over ``span`` chunk by chunk; write its part and scores."""
+    reader = source.open()
+    try:
+        worker = _Worker(reader, detector, dense, unit)
+        results = [worker(c) for c in range(span.first, span.last)]
+    finally:
+        reader.close()
+    tmp = Path(parts) / f".{part_name(part)}.tmp"
+    rows, crc = _write_part(tmp, results, grid)
+    edges = []
+    if scores is not None:
+        edges = scores.write(span.start, np.concatenate([r.dense for r in results]))
+    indices = np.concatenate([r.indices for r in results])
+    return SpanRows(
+        span.first, span.last, span.start, span.stop, indices, rows, str(tmp), crc, edges
+    )
+
+
+class DaskOutputs(Outputs):
+    """The local engine's outputs, fed with spans whose rows a worker wrote as a part.
+
+    ``add`` appends a span's indices and writes its score edges; ``publish``
+    renames the finished parts into place (after checking their CRC-32) as the
+    next parts of the ``ParquetDataset``, then publishes as the local engine does.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ready: list[SpanRows] = []
+
+    def add(self, r: SpanRows) -> None:  # type: ignore[override]
+        """Hand one span's result to every sink (spans strictly in chunk order)."""
+        assert r.first == self.next_chunk, "results must arrive in chunk order"
+        self.indices.append(r.indices)
+        for start, values in r.edges:
+            self.scores.write(start, values)
+        self.ready.append(r)
+        self.next_chunk = r.last
+        self.samples_done += r.stop - r.start
+        self.anomalies += len(r.indices)
+
+    def publish(self, summary: dict[str, Any], final: bool = False) -> None:
+        """Adopt the finished parts, then publish every output and the checkpoint."""
+        dataset = self.parquet
+        for r in self.ready:
+            tmp = Path(r.part)
+            if tmp.name != f".{part_name(dataset.parts)}.tmp":
+                raise StreamError(f"internal error: {tmp.name} is not part {dataset.parts}")
+            if zlib.crc32(tmp.read_bytes()) != r.crc:
+                raise FormatError(f"{tmp}: changed after its task wrote it (another writer?)")
+            os.replace(tmp, dataset.path / part_name(dataset.parts))
+            dataset.parts += 1
+            dataset.rows += r.rows
+        self.ready = []
+        super().publish(summary, final)
+
+
+def run_consumer_dask(
+    file: str | os.PathLike[str],
+    config: ConsumerConfig | None = None,
+    *,
+    engine: EngineOptions,
+    stop: StopRequest | None = None,
+    on_progress: Any = None,
+    on_start: Any = None,
+    log: Any = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """``consumer.run_consumer`` on a Dask cluster: the same outputs, bit for bit.
+
+    Parameters
+    ----------
+    file
+        A ``.npy`` stream (or plain / raw file) on a filesystem every worker mounts
+        at the same path, or a Zarr store (path ending ``.zarr`` or fsspec URL).
+    config, options, stop, on_progress, on_start, log
+        As for ``run_consumer``.  Outputs must be on a shared filesystem; ``--scores``
+        may be a Zarr store (``scores.zarr``, ``s3://...``), written in whole shards.
+    engine
+        The cluster (``shared.engine.EngineOptions``) and the task span.
+    """
+    import threading
+
+    config = config or ConsumerConfig(**options)
+    hooks = Hooks(stop or threading.Event(), on_progress, on_start, log)
+    return DaskConsumerRun(str(file), config, hooks, engine).run()
+
+
+class DaskConsumerRun(_ConsumerRun):
+    """A consumer run whose kernels run on Dask workers (see the module docstring)."""
+
+    outputs_class = DaskOutputs
+
+    def __init__(
+        self, location: str, config: ConsumerConfig, hooks: Hooks, engine: EngineOptions
+    ) -> None:
+        self.location, self.zarr, self.engine = location, is_zarr(location), engine
+        base = output_base(location)
+        paths = config.paths or OutputPaths.for_input(base)
+        self.scores_store = None
+        if paths.scores is not None and is_zarr(str(paths.scores)):
+            self.scores_store = ZarrLocation(paths.scores, engine.storage_options)
+            paths = dataclasses.replace(paths, scores=None)  # not a file: checked here
+        if self.zarr and config.wait_s > 0:
+            _wait_for_store(location, engine, config.wait_s, hooks.stop)
+        config = dataclasses.replace(config, paths=paths, wait_s=0 if self.zarr else config.wait_s)
+        self.scores_path = paths.scores
+        super().__init__(base if self.zarr else Path(location), config, hooks)
+        if self.cursor is not None or self.reader.is_ring:
+            if self.cursor is not None:
+                self.cursor.abandon()
+            raise UsageError(f"{location}: a ring stream needs --engine local")
+        self.per_span = chunks_per_span(engine.span, self.reader.layout.chunk_size)
+        self.nthreads = 0
+        self._open_scores_store()
+
+    def _open_reader(self, data: Path) -> StreamReader:
+        """A Zarr store's reader, or the local engine's."""
+        if self.zarr:
+            return ZarrStreamReader(self.location, self.engine.storage_options)
+        return super()._open_reader(data)
+
+    def _open_scores_store(self) -> None:
+        """Create (or, resuming, reopen) a Zarr scores store of whole-span shards."""
+        where = self.scores_store
+        if where is None:
+            return
+        layout = self.reader.layout
+        if self.config.resume and where.exists():
+            return
+        if where.exists() and not self.config.overwrite:
+            raise UsageError(f"{where.location} exists; pass --overwrite to replace it or --resume")
+        import zarr
+
+        zarr.open_group(where.store(), mode="w")
+        shard = self.per_span * layout.chunk_size
+        if layout.chunk_size % (1 << 16):
+            raise UsageError("a Zarr --scores store needs a chunk size that is a multiple of 65536")
+        create_array(where, SCORES, layout.num_samples, "<f4", shard)
+
+    def _scores_target(self) -> ScoresTarget | None:
+        """Where the tasks write dense scores (None: not asked for)."""
+        if self.scores_store is not None:
+            where = self.scores_store
+            token = array_token(where, SCORES)
+            return ScoresTarget(where.location, True, 0, where.storage_options, token)
+        if self.scores_path is None:
+            return None
+        header = read_npy_header(self.scores_path).header_len
+        return ScoresTarget(str(self.scores_path.resolve()), False, header, {}, "")
+
+    def run(self) -> dict[str, Any]:
+        """Follow the stream, run spans on the cluster, feed the sinks in order."""
+        outputs, hooks, config = self.outputs, self.hooks, self.config
+        if hooks.on_start:
+            hooks.on_start(self.reader, self.detector)
+        self.already = outputs.samples_done
+        dense = self.scores_store is not None or self.scores_path is not None
+        unit = config.score_scale == "unit"
+        tail = Tail(
+            self.reader,
+            self.detector,
+            first_chunk=outputs.next_chunk,
+            follow=config.follow,
+            timeout=config.timeout,
+            poll_interval=0.02 if not self.zarr or ZarrLocation(self.location).local else 0.2,
+        )
+        dtype = self.reader.layout.dtype
+        # The driver loads (a first run: compiles and caches) the kernels before the
+        # workers, which then only read numba's cache.
+        self.detector.warm_up(dtype, dense)
+        inflight: dict[int, Any] = {}
+        done: dict[int, SpanRows] = {}
+        self.t0 = time.perf_counter()
+        with connect(self.engine, "consumer") as eng:
+            self.nthreads = eng.nthreads
+            eng.warm("consumer", partial(_warm, self.detector, dtype, dense, unit))
+            source = Source(
+                self.location if self.zarr else str(self.reader.path.resolve()),
+                self.zarr,
+                config.raw_dtype,
+                config.chunk_size,
+                self.engine.storage_options,
+            )
+            task = partial(
+                _detect_span,
+                source,
+                self.detector,
+                dense,
+                unit,
+                self.grid,
+                str(self.paths.parquet.resolve()),
+                self._scores_target(),
+            )
+            self.t0 = time.perf_counter()
+            try:
+                self._schedule(eng, tail, task, inflight, done)
+            except BaseException as e:
+                self.error = e
+                _settle(eng, inflight, keep=isinstance(e, ProducerFailed))
+                raise
+            finally:
+                self.final = self._finish(inflight, done)
+        return self.final
+
+    def _schedule(self, eng: DaskEngine, tail: Tail, task, inflight, done) -> None:
+        """Submit spans as their chunks are released; feed finished spans to the sinks."""
+        from distributed import wait
+
+        outputs, stop, layout = self.outputs, self.hooks.stop, self.reader.layout
+        per, ahead = self.per_span, 2 * eng.nthreads
+        released: list[int] = []
+        next_part = outputs.parquet.parts
+        while not (tail.exhausted and not released and not inflight):
+            if stop.is_set():
+                raise (
+                    stop.interrupted() if isinstance(stop, StopRequest) else StreamError("stopped")
+                )
+            room = (ahead - len(inflight)) * per - len(released)
+            if room > 0:
+                released += tail.poll_ready(room)
+            while released and len(inflight) < ahead:
+                span = _next_span(released, per, layout, tail.exhausted)
+                if span is None:
+                    break
+                del released[: span.last - span.first]
+                inflight[span.first] = eng.client.submit(task, span, next_part, pure=False)
+                next_part += 1
+            if not inflight:
+                time.sleep(tail.poll_interval)
+                continue
+            try:
+                wait(list(inflight.values()), timeout=0.05, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                pass
+            for first in [c for c, f in inflight.items() if f.done()]:
+                done[first] = inflight.pop(first).result()  # a task's error is raised here
+            while outputs.next_chunk in done:
+                r = done.pop(outputs.next_chunk)
+                outputs.add(r)
+                if self.hooks.on_progress:
+                    self.hooks.on_progress(r.stop - r.start)
+            outputs.maybe_publish(self.summary)
+        if outputs.samples_done < self.reader.num_samples:
+            self.status = "partial"  # --no-follow on an incomplete stream
+
+    def summary(self) -> dict[str, Any]:
+        """The local engine's summary, with the engine and the cluster's threads."""
+        s = super().summary()
+        s["threads"] = self.nthreads
+        s["engine"] = {"name": "dask", "span_chunks": self.per_span}
+        if self.scores_store is not None:
+            s["outputs"]["scores"] = self.scores_store.location
+        return s
+
+
+def _next_span(released: list[int], per: int, layout, exhausted: bool) -> Span | None:
+    """The span of the first released chunks (to the end of its grid cell), if complete."""
+    first = released[0]
+    cell = first // per
+    end = min(layout.num_chunks, (cell + 1) * per)
+    last = first
+    while last - first < len(released) and released[last - first] == last and last < end:
+        last += 1
+    if last < end and not exhausted:
+        return None  # the rest of the cell is not committed yet
+    return Span(cell, first, last, layout.bounds(first)[0], layout.bounds(last - 1)[1])
+
+
+def _settle(eng: DaskEngine, inflight: dict, keep: bool) -> None:
+    """After an error: let running spans finish (a dead producer) or cancel them."""
+    from distributed import wait
+
+    futures = list(inflight.values())
+    if not futures:
+        return
+    if keep:
+        try:
+            wait(futures, timeout=60)
+        except TimeoutError:
+            pass
+    else:
+        eng.client.cancel(futures)
+
+
+def _wait_for_store(location: str, engine: EngineOptions, wait_s: float, stop) -> None:
+    """``--wait`` for a Zarr store: until its sidecar appears."""
+    where = ZarrLocation(location, engine.storage_options)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            where.read_sidecar()
+            return
+        except FormatError:
+            if time.monotonic() > deadline:
+                raise StreamError(
+                    f"{location}: did not appear within {wait_s:g} s (--wait)"
+                ) from None
+            if stop is not None and stop.is_set():
+                raise StreamError("stopped") from None
+            time.sleep(0.05)
