@@ -40,12 +40,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from consumer.detectors.base import ChunkResult, Detector
+from consumer.detectors.base import Detector
 from consumer.run import ConsumerConfig, Hooks, OutputPaths, _ConsumerRun, _Worker
-from consumer.sink import Outputs, part_name, schema_for
+from consumer.sink import Outputs, rows_table, schema_for, temp_part, write_rows
 from consumer.tail import Tail
 from shared.engine import DaskEngine, EngineOptions, connect
 from shared.errors import FormatError, ProducerFailed, StopRequest, StreamError, UsageError
@@ -128,28 +126,6 @@ def _warm(detector: Detector, dtype: np.dtype, dense: bool, unit: bool) -> None:
         detector.unit_scores(np.zeros(4, np.float32))
 
 
-def _part_table(r: ChunkResult, schema: pa.Schema, grid: Any) -> pa.Table:
-    """One chunk's flagged rows as ``consumer.sink.ParquetDataset.append`` builds them."""
-    cols = [np.ascontiguousarray(r.indices, np.int64)]
-    if grid is not None:
-        cols.append(np.ascontiguousarray(grid.times(r.indices), np.int64))
-    cols += [np.ascontiguousarray(r.values, np.float64), np.ascontiguousarray(r.scores, np.float64)]
-    columns = [
-        pa.Array.from_buffers(field.type, len(r.indices), [None, pa.py_buffer(col)])
-        for field, col in zip(schema, cols, strict=True)
-    ]
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def _write_part(path: Path, results: list[ChunkResult], grid: Any) -> tuple[int, int]:
-    """Write ``results`` as one Parquet file, one row group per chunk; (rows, CRC-32)."""
-    schema = schema_for(grid)
-    with pq.ParquetWriter(path, schema, compression="zstd") as out:
-        for r in results:
-            out.write_table(_part_table(r, schema, grid), row_group_size=max(1, len(r.indices)))
-    return sum(len(r.indices) for r in results), zlib.crc32(path.read_bytes())
-
-
 def _detect_span(
     source: Source,
     detector: Detector,
@@ -168,8 +144,10 @@ def _detect_span(
         results = [worker(c) for c in range(span.first, span.last)]
     finally:
         reader.close()
-    tmp = Path(parts) / f".{part_name(part)}.tmp"
-    rows, crc = _write_part(tmp, results, grid)
+    tmp = temp_part(Path(parts), part)
+    schema = schema_for(grid)
+    write_rows(tmp, schema, [rows_table(r, schema, grid) for r in results])
+    rows, crc = sum(len(r.indices) for r in results), zlib.crc32(tmp.read_bytes())
     edges = []
     if scores is not None:
         edges = scores.write(span.start, np.concatenate([r.dense for r in results]))
@@ -206,14 +184,12 @@ class DaskOutputs(Outputs):
         """Adopt the finished parts, then publish every output and the checkpoint."""
         dataset = self.parquet
         for r in self.ready:
-            tmp = Path(r.part)
-            if tmp.name != f".{part_name(dataset.parts)}.tmp":
-                raise StreamError(f"internal error: {tmp.name} is not part {dataset.parts}")
+            tmp = temp_part(dataset.path, dataset.parts)
+            if str(tmp) != r.part:
+                raise StreamError(f"internal error: {r.part} is not part {dataset.parts}")
             if zlib.crc32(tmp.read_bytes()) != r.crc:
                 raise FormatError(f"{tmp}: changed after its task wrote it (another writer?)")
-            os.replace(tmp, dataset.path / part_name(dataset.parts))
-            dataset.parts += 1
-            dataset.rows += r.rows
+            dataset.adopt(r.rows)
         self.ready = []
         super().publish(summary, final)
 

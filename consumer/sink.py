@@ -131,6 +131,36 @@ def check_rows_path(path: Path) -> None:
             )
 
 
+def rows_table(r: ChunkResult, schema: pa.Schema, grid: Any = None) -> pa.Table:
+    """One chunk's flagged rows as a table of ``schema`` (``schema_for(grid)``)."""
+    # From the numpy buffers directly: pa.table()/pa.array() on numpy arrays import
+    # pandas when it is installed (0.2-0.3 s here), stalling the first chunk.
+    cols = [np.ascontiguousarray(r.indices, np.int64)]
+    if grid is not None:
+        cols.append(np.ascontiguousarray(grid.times(r.indices), np.int64))
+    cols += [
+        np.ascontiguousarray(r.values, np.float64),
+        np.ascontiguousarray(r.scores, np.float64),
+    ]
+    columns = [
+        pa.Array.from_buffers(field.type, len(r.indices), [None, pa.py_buffer(col)])
+        for field, col in zip(schema, cols, strict=True)
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def write_rows(path: Path, schema: pa.Schema, tables: list[pa.Table]) -> None:
+    """Write ``tables`` as one Parquet file (zstd), one row group each (one per chunk)."""
+    with pq.ParquetWriter(path, schema, compression="zstd") as out:
+        for t in tables:
+            out.write_table(t, row_group_size=max(1, len(t)))
+
+
+def temp_part(path: Path, k: int) -> Path:
+    """Where part ``k`` of the rows dataset at ``path`` is written before it is published."""
+    return path / f".{part_name(k)}.tmp"
+
+
 class ParquetDataset:
     """Rows as a Parquet dataset: a directory of part files, each published whole.
 
@@ -194,32 +224,24 @@ class ParquetDataset:
 
     def append(self, r: ChunkResult) -> None:
         """Append one chunk's flagged rows as a row group (published later)."""
-        # From the numpy buffers directly: pa.table()/pa.array() on numpy arrays import
-        # pandas when it is installed (0.2-0.3 s here), stalling the first chunk.
-        cols = [np.ascontiguousarray(r.indices, np.int64)]
-        if self.grid is not None:
-            cols.append(np.ascontiguousarray(self.grid.times(r.indices), np.int64))
-        cols += [
-            np.ascontiguousarray(r.values, np.float64),
-            np.ascontiguousarray(r.scores, np.float64),
-        ]
-        columns = [
-            pa.Array.from_buffers(field.type, len(r.indices), [None, pa.py_buffer(col)])
-            for field, col in zip(self.schema, cols, strict=True)
-        ]
-        table = pa.Table.from_arrays(columns, schema=self.schema)
-        self.pending.append(table)
+        self.pending.append(rows_table(r, self.schema, self.grid))
         self.rows += len(r.indices)
 
     def _write_part(self) -> None:
-        name = part_name(self.parts)
-        tmp = self.path / f".{name}.tmp"
-        with pq.ParquetWriter(tmp, self.schema, compression="zstd") as out:
-            for t in self.pending:
-                out.write_table(t, row_group_size=max(1, len(t)))  # one row group per chunk
-        os.replace(tmp, self.path / name)
-        self.parts += 1
+        tmp = temp_part(self.path, self.parts)
+        write_rows(tmp, self.schema, self.pending)
+        self.adopt(0)  # its rows were counted as they were appended
         self.pending = []
+
+    def adopt(self, rows: int) -> None:
+        """Publish the next part, already written at its ``temp_part`` (``rows`` rows).
+
+        The Dask engine's workers write parts there (``consumer.dask_engine``).
+        """
+        k = self.parts
+        os.replace(temp_part(self.path, k), self.path / part_name(k))
+        self.parts += 1
+        self.rows += rows
 
     def publish(self) -> None:
         """Publish the row groups appended since the last publish as the next part."""
