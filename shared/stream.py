@@ -203,9 +203,10 @@ class Layout:
 # --------------------------------------------------------------------------- sidecar
 
 
-def _atomic_write_text(
-    path: Path, text: str, fsync: bool = True, exclusive: bool = False
-) -> None:
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
+
+
+def _atomic_write_text(path: Path, text: str, fsync: bool = True, exclusive: bool = False) -> None:
     """Write ``text`` to a temporary file, then rename it to ``path``.
 
     ``exclusive``: hard-link it into place instead, which fails (``FileExistsError``)
@@ -223,8 +224,18 @@ def _atomic_write_text(
         finally:
             os.close(fd)
         if exclusive:
-            os.link(tmp, path)
-            tmp.unlink()
+            try:
+                os.link(tmp, path)
+            except OSError as e:
+                if e.errno not in _NO_HARD_LINKS:
+                    raise
+                # A filesystem without hard links (FAT, some network ones): check, rename.
+                if path.exists():
+                    exists = os.strerror(errno.EEXIST)
+                    raise FileExistsError(errno.EEXIST, exists, str(path)) from None
+                os.replace(tmp, path)
+            else:
+                tmp.unlink()
         else:
             os.replace(tmp, path)
     except BaseException:
