@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="--ring: seconds to wait for a consumer that stopped beating (default 60)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing stream")
-    p.add_argument("--resume", action="store_true", help="finish an interrupted stream")
+    p.add_argument(
+        "--resume", action="store_true", help="finish an interrupted stream (or start a new one)"
+    )
     p.add_argument("--metrics", help="append throughput samples (JSONL) to this file")
     p.add_argument(
         "--metrics_interval",
