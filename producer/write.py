@@ -243,7 +243,7 @@ def _mark_failed(writer: StreamWriter, path: Path, e: BaseException) -> None:
         raise StreamError(f"{path}: {message}") from e
 
 
-def _make_chunk(gen, labels, chunk: int, a: int, b: int, buf, write_block=None) -> int:
+def _make_chunk(gen, labels, a: int, b: int, buf, write_block=None) -> int:
     """Generate chunk ``[a, b)`` block by block; return its CRC-32.
 
     Each block is folded into the CRC while it is in cache.  With
@@ -321,7 +321,7 @@ def _async_chunks(writer, gen, labels, todo, threads, lookahead, stop, fsync, on
             if not writer.claim(chunk, halted):  # a ring waits for the chunk's slot
                 return
             a, b = layout.bounds(chunk)
-            checksum = _make_chunk(gen, labels, chunk, a, b, block_buf, writer.write_at)
+            checksum = _make_chunk(gen, labels, a, b, block_buf, writer.write_at)
             if fsync and labels is not None:
                 labels.sync()
             writer.commit(chunk, checksum)
@@ -358,7 +358,7 @@ def _sync_chunks(writer, gen, labels, todo, threads, lookahead, stop, fsync, on_
                 free.put(buf)
                 return
             a, b = layout.bounds(chunk)
-            checksum = _make_chunk(gen, labels, chunk, a, b, buf)
+            checksum = _make_chunk(gen, labels, a, b, buf)
             view = buf[: b - a]
             with cond:
                 ready[chunk] = (buf, view, checksum)
