@@ -64,7 +64,11 @@ class ZScoreDetector(Detector):
         idx, sc, d = self._buffers(stop - start, dense)
         x = data if data.dtype == np.float64 else data.astype(np.float64)
         p = self.p
-        if p.mode == "rolling":
+        if p.mode == "rolling" and not dense:  # flags only: 16 segments at a time
+            k = zk._rolling_zscore_lanes(
+                x, data_start, start, stop, p.window, p.threshold, zk.RESYNC, idx, sc
+            )
+        elif p.mode == "rolling":
             k = zk._rolling_zscore(
                 x, data_start, start, stop, p.window, p.threshold, zk.RESYNC, idx, sc, d
             )

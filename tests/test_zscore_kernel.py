@@ -1,0 +1,111 @@
+"""The lanes rolling z-score kernel returns the scalar kernel's flags and scores, bit for bit.
+
+``_rolling_zscore_lanes`` (16 resynchronisation segments in lockstep, used whenever
+no dense scores are asked for) against ``_rolling_zscore`` (the per-sample loop it
+replaces, and still the dense-score path): random series with NaN/inf runs, overflowing
+values, float32 data, windows around the vector block (64 steps) and the lanes' limit
+(``resync / 8``), random chunk starts, stops and buffer origins, small and real
+``RESYNC``.  Scores are compared as int64 bit patterns.  One case is also checked
+against the naive numpy oracle, and one runs the detector chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from oracles import naive_rolling_zscore_batched
+
+import consumer
+from consumer.detectors.base import SeriesInfo
+from consumer.detectors.zscore import ZScoreDetector, ZScoreParams
+from consumer.kernels import zscore as zk
+
+
+def both(x, x0, start, stop, window, threshold, resync):
+    """(indices, score bits) of the scalar and of the lanes kernel."""
+    n = max(stop - start, 1)
+    out = []
+    for lanes in (False, True):
+        idx, sc = np.empty(n, np.int64), np.empty(n)
+        if lanes:
+            k = zk._rolling_zscore_lanes(x, x0, start, stop, window, threshold, resync, idx, sc)
+        else:
+            dense = np.empty(0, np.float32)
+            k = zk._rolling_zscore(x, x0, start, stop, window, threshold, resync, idx, sc, dense)
+        out.append((idx[:k].copy(), sc[:k].view(np.int64).copy()))
+    return out
+
+
+def random_series(rng, n, kind):
+    x = rng.standard_normal(n) * rng.choice([1.0, 1e-3, 1e6]) + rng.choice([0.0, 50.0])
+    if kind == "nonfinite":  # scattered NaN/inf, and a run longer than the window
+        pos = rng.choice(n, max(1, n // 300))
+        x[pos] = rng.choice([np.nan, np.inf, -np.inf], len(pos))
+        a = int(rng.integers(0, n))
+        x[a : a + int(rng.integers(1, 400))] = np.nan
+    elif kind == "overflow":  # finite samples whose difference overflows
+        x[rng.integers(0, n, 3)] = 1.7e308
+        x[rng.integers(0, n, 3)] = -1.7e308
+    elif kind == "float32":
+        x = x.astype(np.float32).astype(np.float64)
+    elif kind == "spikes":
+        x[rng.integers(0, n, n // 100)] += 8.0
+    return x
+
+
+@pytest.mark.parametrize("kind", ["normal", "spikes", "nonfinite", "overflow", "float32"])
+def test_lanes_equal_scalar_on_random_chunks(kind):
+    rng = np.random.default_rng(abs(hash(kind)) % 2**32)
+    resync = 1024
+    windows = [1, 2, 3, 63, 64, 65, 100, 127, 128, 129, 1000]  # 129, 1000: scalar fallback
+    for trial, window in enumerate(windows * 2):
+        n = int(rng.integers(4 * resync, 40 * resync))
+        x = random_series(rng, n, kind)
+        start = int(rng.integers(0, n))
+        if trial % 3 == 0:
+            start = (start // resync) * resync  # a chunk starting on a resync point
+        stop = int(rng.integers(start, n + 1))
+        first = max(window, (start // resync) * resync)
+        x0 = int(rng.integers(0, max(0, min(start, first) - window) + 1))
+        threshold = float(rng.choice([0.5, 2.0, 3.0]))
+        (i1, s1), (i2, s2) = both(x[x0:stop], x0, start, stop, window, threshold, resync)
+        np.testing.assert_array_equal(i2, i1, err_msg=f"{kind} window {window}")
+        np.testing.assert_array_equal(s2, s1, err_msg=f"{kind} window {window}")
+
+
+def test_lanes_equal_scalar_at_real_resync_with_short_and_leftover_lanes():
+    # 21 segments: the first starts at the window (a short lane), a round of 16, then 5
+    # left (a round with idle lanes); and 17: a round of 16 and one scalar leftover.
+    rng = np.random.default_rng(7)
+    n = 21 * zk.RESYNC - 12345
+    x = random_series(rng, n, "nonfinite")
+    for start, stop in ((0, n), (3 * zk.RESYNC + 17, 3 * zk.RESYNC + 17 * zk.RESYNC)):
+        x0 = max(0, (start // zk.RESYNC) * zk.RESYNC - 1000)
+        (i1, s1), (i2, s2) = both(x[x0:stop], x0, start, stop, 1000, 3.0, zk.RESYNC)
+        assert len(i1) > 1000
+        np.testing.assert_array_equal(i2, i1)
+        np.testing.assert_array_equal(s2, s1)
+
+
+def test_detect_equals_naive_oracle_through_lanes():
+    x = random_series(np.random.default_rng(3), 8 * zk.RESYNC, "spikes")
+    got = consumer.detect(x, window=500, threshold=3.5)
+    np.testing.assert_array_equal(got, naive_rolling_zscore_batched(x, 500, 3.5))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_detector_chunked_equals_whole(dtype):
+    rng = np.random.default_rng(11)
+    n = 19 * zk.RESYNC + 999
+    x = random_series(rng, n, "nonfinite").astype(dtype)
+    det = ZScoreDetector(ZScoreParams(window=1000, threshold=3.0), SeriesInfo(n))
+    cuts = np.unique(np.r_[0, rng.integers(1, n, 5), 17 * zk.RESYNC, n])  # one 16-segment span
+    got_i, got_s = [], []
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        ws, we = det.window_for(int(a), int(b))
+        idx, sc, _ = det.process(x[ws:we], ws, int(a), int(b), False)
+        got_i.append(idx)
+        got_s.append(sc)
+    (want_i, want_s), _ = both(x.astype(np.float64), 0, 0, n, 1000, 3.0, zk.RESYNC)
+    np.testing.assert_array_equal(np.concatenate(got_i), want_i)
+    np.testing.assert_array_equal(np.concatenate(got_s).view(np.int64), want_s)
