@@ -132,7 +132,7 @@ def test_a_file_left_by_an_older_version_is_replaced(tmp_path):
 # -- real processes: a consumer killed mid-run, then --resume --------------------------
 
 CHUNK = 65_536
-CHUNKS = 10
+CHUNKS = 16
 PARAMS = json.dumps({"window": 1000, "threshold": 3.0})
 
 
@@ -162,16 +162,20 @@ def test_killed_consumer_resumes_to_the_uninterrupted_table(run_module, spawn_mo
     rc, _, err = run_module("consumer", *args, cwd=ref)
     assert rc == 0, err
 
-    rows = live / "s.anomalies.parquet"
+    rows, index = live / "s.anomalies.parquet", live / "s.anomalies.npy"
     commit(live / "s.stream.json", done, done["chunks"], 2)
     proc = spawn_module("consumer", *args, "--timeout", 30, cwd=live)
-    upto, deadline = 2, time.monotonic() + 60
-    # A chunk every 0.3 s: the consumer publishes a part every 0.5 s while it tails.
+    upto, grown, last = 2, 0, time.monotonic()
+    deadline = last + 120
+    # The next chunk 0.3 s after the consumer appended the last one's rows (so whatever the
+    # machine's load it tails them one by one); it publishes a part at most every 0.5 s.
     while not (rows.is_dir() and len(list(rows.glob("*.parquet"))) >= 3):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.3)
-        upto = min(CHUNKS - 1, upto + 1)
-        commit(live / "s.stream.json", done, done["chunks"], upto)
+        time.sleep(0.05)
+        size = index.stat().st_size if index.exists() else 0
+        if upto < CHUNKS - 1 and size > grown and time.monotonic() - last >= 0.3:
+            upto, grown, last = upto + 1, size, time.monotonic()
+        commit(live / "s.stream.json", done, done["chunks"], upto)  # and a fresh heartbeat
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     mid = json.loads((live / "s.consumer.json").read_text())
