@@ -122,8 +122,9 @@ def _stream_options(p: argparse.ArgumentParser) -> None:
 
 def _verify(args: argparse.Namespace) -> int:
     from shared.stream import StreamReader
+    from shared.zarr_store import ZarrStreamReader, is_zarr
 
-    with StreamReader(args.file) as r:
+    with (ZarrStreamReader if is_zarr(args.file) else StreamReader)(args.file) as r:
         st = r.poll()
         bad = r.verify()
         n = int(st.committed.sum())
@@ -243,7 +244,8 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
     config = _config(args)
     from shared.engine import engine_options
 
-    engine = engine_options(args, stores=(args.file, args.scores))
+    # --verify reads a Zarr store's chunks here, without Dask.
+    engine = engine_options(args, stores=() if args.verify else (args.file, args.scores))
     interval = positive_float("--metrics_interval", args.metrics_interval)
     if args.verify:
         return _verify(args)

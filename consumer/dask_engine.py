@@ -48,7 +48,7 @@ from consumer.tail import Tail
 from shared.engine import DaskEngine, EngineOptions, connect
 from shared.errors import FormatError, ProducerFailed, StopRequest, StreamError, UsageError
 from shared.spans import PageSafeWriter, Span, chunks_per_span
-from shared.stream import StreamReader, read_npy_header
+from shared.stream import Layout, StreamReader, read_npy_header
 from shared.zarr_store import (
     ZarrLocation,
     ZarrStreamReader,
@@ -64,19 +64,43 @@ SCORES = "scores"  # the array of a Zarr scores store
 
 @dataclass(frozen=True)
 class Source:
-    """How a worker opens the input (sent with every task)."""
+    """How a worker reads the input (sent with every task): its location and layout."""
 
     location: str
     zarr: bool
-    raw_dtype: str | None
-    chunk_size: int | None
+    layout: Layout
     storage_options: dict
 
-    def open(self) -> StreamReader:
-        """A reader of the input (opened per task: NFS close-to-open consistency)."""
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Samples ``[start, stop)``, from a store or file opened for this read only (on NFS,
+        opening revalidates the client's cache: close-to-open consistency)."""
         if self.zarr:
-            return ZarrStreamReader(self.location, self.storage_options)
-        return StreamReader(self.location, raw_dtype=self.raw_dtype, chunk_size=self.chunk_size)
+            with ZarrStreamReader(self.location, self.storage_options, self.layout) as r:
+                return r.read(start, stop)
+        with _SamplesFile(self.location, self.layout) as r:
+            return r.read(start, stop)
+
+
+class _SamplesFile(StreamReader):
+    """A ``StreamReader``'s reads of a file whose layout is known (no sidecar parsed)."""
+
+    def __init__(self, path: str, layout: Layout) -> None:
+        self.path, self.layout, self.doc = Path(path), layout, None
+        self._fd = os.open(path, os.O_RDONLY)
+
+
+class _SpanSamples:
+    """A span's samples with their halo, read once, served to the local engine's worker
+    chunk by chunk (``read_into`` as ``StreamReader``'s)."""
+
+    def __init__(self, layout: Layout, first: int, data: np.ndarray) -> None:
+        self.layout, self.first, self.data = layout, first, data
+
+    def read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
+        """Samples ``[start, stop)`` (inside the span's window) into the front of ``out``."""
+        view = out[: stop - start]
+        view[:] = self.data[start - self.first : stop - self.first]
+        return view
 
 
 @dataclass(frozen=True)
@@ -137,13 +161,14 @@ def _detect_span(
     span: Span,
     part: int,
 ) -> SpanRows:
-    """Task: run the detector over ``span`` chunk by chunk; write its part and scores."""
-    reader = source.open()
-    try:
-        worker = _Worker(reader, detector, dense, unit)
-        results = [worker(c) for c in range(span.first, span.last)]
-    finally:
-        reader.close()
+    """Task: read ``span`` and its halo once, run the local engine's worker on each of its
+    chunks, write the span's part and scores."""
+    layout = source.layout
+    windows = [detector.window_for(*layout.bounds(c)) for c in range(span.first, span.last)]
+    ws, we = min(w[0] for w in windows), max(w[1] for w in windows)
+    samples = _SpanSamples(layout, ws, source.read(ws, we))
+    worker = _Worker(samples, detector, dense, unit)
+    results = [worker(c) for c in range(span.first, span.last)]
     tmp = temp_part(Path(parts), part)
     schema = schema_for(grid)
     write_rows(tmp, schema, [rows_table(r, schema, grid) for r in results])
@@ -184,7 +209,7 @@ class DaskOutputs(Outputs):
         """Adopt the finished parts, then publish every output and the checkpoint."""
         dataset = self.parquet
         for r in self.ready:
-            tmp = temp_part(dataset.path, dataset.parts)
+            tmp = temp_part(dataset.path.resolve(), dataset.parts)
             if str(tmp) != r.part:
                 raise StreamError(f"internal error: {r.part} is not part {dataset.parts}")
             if zlib.crc32(tmp.read_bytes()) != r.crc:
@@ -317,8 +342,7 @@ class DaskConsumerRun(_ConsumerRun):
             source = Source(
                 self.location if self.zarr else str(self.reader.path.resolve()),
                 self.zarr,
-                config.raw_dtype,
-                config.chunk_size,
+                self.reader.layout,
                 self.engine.storage_options,
             )
             task = partial(

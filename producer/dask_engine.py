@@ -130,7 +130,7 @@ def _generate_file(spec: GenSpec, path: str, layout: Layout, span: Span, fsync: 
         crcs = []
         for chunk in range(span.first, span.last):
             a, b = layout.bounds(chunk)
-            crcs.append(_make_chunk(gen, found, chunk, a, b, buf, out.write))
+            crcs.append(_make_chunk(gen, found, a=a, b=b, buf=buf, write_block=out.write))
         if fsync:
             os.fdatasync(fd)
     finally:
@@ -147,7 +147,7 @@ def _generate_shard(
     crcs = []
     for chunk in range(span.first, span.last):
         a, b = layout.bounds(chunk)
-        crcs.append(_make_chunk(gen, found, chunk, a, b, values[a - span.start : b - span.start]))
+        crcs.append(_make_chunk(gen, found, a=a, b=b, buf=values[a - span.start : b - span.start]))
     write_span(location, "data", span.start, values, options, token)
     return SpanResult(span.first, crcs, found.array(), [])
 

@@ -456,9 +456,17 @@ class ZarrStreamReader(StreamReader):
         The store.
     storage_options
         fsspec options for URLs.
+    layout
+        The stream's layout when already known (a Dask task's reads): the sidecar is
+        then not read.
     """
 
-    def __init__(self, location: str, storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        location: str,
+        storage_options: dict[str, Any] | None = None,
+        layout: Layout | None = None,
+    ) -> None:
         import zarr
 
         self.where = ZarrLocation(location, storage_options)
@@ -467,10 +475,13 @@ class ZarrStreamReader(StreamReader):
         self.sidecar_path = self.where.sidecar
         if self.where.local and not Path(self.where.root).exists():
             raise UsageError(f"{self.location}: no such store")
-        self.doc = self.where.read_sidecar()
-        n = int(self.doc["num_samples"])
-        dtype = np.dtype(SUPPORTED_DTYPES[self.doc["dtype"]])
-        self.layout = Layout(n, dtype, int(self.doc["chunk_size"]), 0)
+        self.doc = None if layout is not None else self.where.read_sidecar()
+        if layout is None:
+            n = int(self.doc["num_samples"])
+            dtype = np.dtype(SUPPORTED_DTYPES[self.doc["dtype"]])
+            layout = Layout(n, dtype, int(self.doc["chunk_size"]), 0)
+        self.layout = layout
+        n, dtype = layout.num_samples, layout.dtype
         self._fd = -1
         self.array = zarr.open_array(
             self.where.store(read_only=True), path=DATA, mode="r", zarr_format=3

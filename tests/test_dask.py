@@ -144,6 +144,12 @@ def test_producer_zarr_store_equals_local_file(client, tmp_path):
     data = zarr.open_array(store, path="data", mode="r")
     assert data.chunks == (CHUNK,) and data.shards == (2 * CHUNK,)
     assert zarr.open_group(store, mode="r").attrs["tsstream"]["generation"]["seed"] == 11
+    shard = Path(store) / "data" / "c" / "1"  # chunks 2 and 3 (no compression: raw bytes)
+    raw = bytearray(shard.read_bytes())
+    raw[8 * CHUNK + 5] ^= 1
+    shard.write_bytes(bytes(raw))
+    with ZarrStreamReader(store) as r:
+        assert r.verify() == [3]
 
 
 @pytest.fixture

@@ -1,0 +1,196 @@
+"""The Dask engine against the local one: per-task overhead by span, and 1 -> 2 workers.
+
+    python bench/dask_scaling.py --n 67108864 --stl_n 8388608 \\
+        --spans 1048576 4194304 16777216 --scale_span 4194304 --stl_span 2097152 \\
+        --rounds 3 --dir /dev/shm --out dask_scaling.json
+
+Overhead: the local engine on one thread against a ``LocalCluster`` of one worker
+process with one thread, for each of ``--spans`` (samples per task), generating a
+stream of ``--n`` samples (``write_stream`` / ``write_stream_dask``) and running the
+rolling z-score consumer over it (``run_consumer`` / ``run_consumer_dask``).
+Scaling: one and two worker processes (one thread each) for generation and z-score
+at ``--scale_span`` and STL (period 200, seasonal 7, on ``--stl_n`` samples) at
+``--stl_span``, beside the local engine on one and two threads.  Every time is the
+engine's own (``WriteResult.seconds``, the summary's ``seconds``): from the first
+chunk submitted to the last one committed or published, without the cluster's
+start-up or the workers' warm-up; each configuration runs once untimed first, then
+``--rounds`` times (median).  One JSON object per measurement is printed, all are
+written to ``--out``, and two Markdown tables close the output.  On a shared
+machine the figures are noisy: rerun on a quiet one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SEASON = {"amplitude": 5.0, "period": 200}
+ZSCORE = {"type": "zscore", "params": {"window": 1000, "threshold": 4}}
+STL = {"type": "stl", "params": {"threshold": 5, "seasonal": 7}}
+
+
+def _median(fn: Callable[[], float], rounds: int) -> float:
+    """Median of ``rounds`` calls of ``fn`` (each returns its own seconds), after one untimed."""
+    fn()
+    return statistics.median(fn() for _ in range(rounds))
+
+
+def _record(results: list, what: str, engine: str, workers: int, span, n: int, s: float) -> None:
+    r = {
+        "what": what,
+        "engine": engine,
+        "workers": workers,
+        "span": span,
+        "samples": n,
+        "seconds": round(s, 4),
+        "samples_per_s": n / s,
+        "cores": os.cpu_count(),
+    }
+    results.append(r)
+    print(json.dumps(r), flush=True)
+
+
+class Bench:
+    """The measurements, on streams in ``work``."""
+
+    def __init__(self, n: int, stl_n: int, work: Path, rounds: int) -> None:
+        from shared.params import generation_params
+
+        self.n, self.stl_n, self.work, self.rounds = n, stl_n, work, rounds
+        self.params = generation_params(seasonality=SEASON)
+        self.results: list[dict] = []
+
+    def generate(self, engine, threads: int, name: str, n: int) -> float:
+        """Seconds to write an ``n``-sample stream ``name`` (local: ``threads``)."""
+        from producer.dask_engine import write_stream_dask
+        from producer.write import write_stream
+
+        path = self.work / name
+        if engine is None:
+            return write_stream(path, n, self.params, threads=threads, overwrite=True).seconds
+        return write_stream_dask(path, n, self.params, engine=engine, overwrite=True).seconds
+
+    def consume(self, engine, threads: int, name: str, det: dict) -> float:
+        """Seconds of a consumer run over the stream ``name`` (local: ``threads``)."""
+        from consumer.dask_engine import run_consumer_dask
+        from consumer.run import ConsumerConfig, OutputPaths, run_consumer
+
+        stem = self.work / f"out-{name}"
+        paths = OutputPaths.for_input(stem)
+        stream = self.work / name
+        if engine is None:
+            config = ConsumerConfig(paths=paths, overwrite=True, threads=threads, **det)
+            return run_consumer(stream, config)["seconds"]
+        config = ConsumerConfig(paths=paths, overwrite=True, **det)
+        return run_consumer_dask(stream, config, engine=engine)["seconds"]
+
+    def dask(self, workers: int, plan: list[tuple[str, int]]) -> None:
+        """One ``LocalCluster`` of ``workers`` single-threaded processes: ``(stage, span)``s."""
+        from distributed import Client, LocalCluster
+
+        from shared.engine import EngineOptions
+
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        )
+        client = Client(cluster)
+        try:
+            for what, span in plan:
+                engine = EngineOptions(
+                    engine="dask", scheduler=cluster.scheduler_address, span=span
+                )
+                n, run = self._stage(what, engine, 1)
+                _record(self.results, what, "dask", workers, span, n, _median(run, self.rounds))
+        finally:
+            client.shutdown()
+
+    def local(self) -> None:
+        """The local engine on one and two threads (the baselines)."""
+        for t in (1, 2):
+            for what in STAGES:
+                n, run = self._stage(what, None, t)
+                _record(self.results, what, "local", t, None, n, _median(run, self.rounds))
+
+    def _stage(self, what: str, engine, threads: int) -> tuple[int, Callable[[], float]]:
+        """Samples and a run (returning its seconds) of generation, z-score or STL."""
+        stl_stream = f"stl-{self.stl_n}.npy"
+        if what == "stl" and not (self.work / stl_stream).exists():
+            self.generate(None, 2, stl_stream, self.stl_n)
+        if what == "generation":
+            return self.n, lambda: self.generate(engine, threads, "gen.npy", self.n)
+        if what == "zscore":
+            return self.n, lambda: self.consume(engine, threads, "gen.npy", ZSCORE)
+        return self.stl_n, lambda: self.consume(engine, threads, stl_stream, STL)
+
+
+STAGES = ("generation", "zscore", "stl")
+
+
+def summarize(results: list[dict], scale: dict[str, int]) -> list[str]:
+    """Markdown tables: overhead per span (1 worker x 1 thread), and 1 -> 2 workers."""
+    local = {(r["what"], r["workers"]): r for r in results if r["engine"] == "local"}
+    dask = {(r["what"], r["workers"], r["span"]): r for r in results if r["engine"] == "dask"}
+    rows = ["| stage | span | local, 1 thread (s) | Dask, 1 worker x 1 thread (s) | overhead |"]
+    rows.append("|---|---:|---:|---:|---:|")
+    for (what, workers, span), r in sorted(dask.items(), key=lambda kv: (kv[0][0], kv[0][2])):
+        if workers == 1:
+            base = local[(what, 1)]["seconds"]
+            rows.append(
+                f"| {what} | 2^{span.bit_length() - 1} | {base:.3f} | {r['seconds']:.3f}"
+                f" | {100 * (r['seconds'] / base - 1):+.1f}% |"
+            )
+    rows += ["", "| stage (M samples/s) | span | local 1 thread | local 2 threads |"]
+    rows[-1] += " Dask 1 x 1 | Dask 2 x 1 | Dask 2 / 1 |"
+    rows.append("|---|---:|---:|---:|---:|---:|---:|")
+    for what in STAGES:
+        one, two = dask.get((what, 1, scale[what])), dask.get((what, 2, scale[what]))
+        if one is None or two is None:
+            continue
+        m = [x["samples_per_s"] / 1e6 for x in (local[(what, 1)], local[(what, 2)], one, two)]
+        rows.append(
+            f"| {what} | 2^{scale[what].bit_length() - 1} | {m[0]:.1f} | {m[1]:.1f} | {m[2]:.1f}"
+            f" | {m[3]:.1f} | {m[3] / m[2]:.2f}x |"
+        )
+    return rows
+
+
+def main() -> None:
+    """Run the measurements and print their tables."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    size = lambda s: int(float(s))  # noqa: E731 - "1e8" and 2**26 alike
+    ap.add_argument("--n", type=size, default=1 << 26, help="samples (generation, z-score)")
+    ap.add_argument("--stl_n", type=size, default=1 << 23, help="samples of the STL stream")
+    ap.add_argument("--spans", type=size, nargs="+", default=[1 << 20, 1 << 22, 1 << 24])
+    ap.add_argument("--scale_span", type=size, default=1 << 22, help="span of the scaling runs")
+    ap.add_argument("--stl_span", type=size, default=1 << 21, help="span of STL's scaling runs")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--dir", default="/dev/shm", help="where the streams are written")
+    ap.add_argument("--out", default="dask_scaling.json")
+    args = ap.parse_args()
+    import tempfile
+
+    scale = {"generation": args.scale_span, "zscore": args.scale_span, "stl": args.stl_span}
+    overhead = [(what, s) for s in sorted(args.spans) for what in ("generation", "zscore")]
+    scaling = [(what, scale[what]) for what in STAGES]
+    with tempfile.TemporaryDirectory(dir=args.dir) as d:
+        bench = Bench(args.n, args.stl_n, Path(d), args.rounds)
+        bench.local()
+        bench.dask(1, overhead + [p for p in scaling if p not in overhead])
+        bench.dask(2, scaling)
+    Path(args.out).write_text(json.dumps(bench.results, indent=1))
+    print("\n".join(summarize(bench.results, scale)))
+
+
+if __name__ == "__main__":
+    main()
