@@ -72,7 +72,7 @@ CADENCE_PROBE = 1 << 20  # rows whose median step is the cadence
 CSV_BLOCK = 16 << 20  # bytes per CSV block
 BATCH_ROWS = 1 << 20  # rows per batch of a Parquet row group read in batches
 ROW_GROUP_BYTES = 64 << 20  # a larger row group (uncompressed) is read alone, in batches
-READ_AHEAD_BYTES = 96 << 20  # row groups (uncompressed) being decoded or waiting, at most
+READ_AHEAD_BYTES = 24 << 20  # per reader: row groups (uncompressed) decoding or waiting
 MAX_READERS = 8  # Parquet row groups decoded at once, at most (also <= the cores)
 HEADER_LEN = 128  # fixed NPY header length: the length can be rewritten at the end
 MAX_GAP = 10**8  # a single gap longer than this many samples (and 100x the rows) is refused
@@ -231,6 +231,25 @@ def _array(col: Any) -> Any:
             return col.chunk(0)
         return pa.concat_arrays(col.chunks) if col.num_chunks else pa.array([], col.type)
     return col
+
+
+def _numpy(arr: Any, dtype: str) -> np.ndarray:
+    """A fixed-width Arrow array's values as numpy, missing ones NaN (float) -- zero-copy
+    without nulls.  Read from its buffers: pyarrow's own ``to_numpy`` imports pandas on
+    first use, which cost 0.4-0.8 s of a run here."""
+    n, off = len(arr), arr.offset
+    if n == 0:
+        return np.empty(0, dtype)
+    out = np.frombuffer(arr.buffers()[1], dtype, count=off + n)[off:]
+    return np.where(_valid(arr), out, np.nan) if arr.null_count else out
+
+
+def _valid(arr: Any) -> np.ndarray:
+    """Per row of an Arrow array with nulls: whether it holds a value (its validity bits)."""
+    bits = np.frombuffer(arr.buffers()[0], np.uint8)
+    return np.unpackbits(bits, count=arr.offset + len(arr), bitorder="little")[arr.offset :].view(
+        bool
+    )
 
 
 def _background(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
@@ -425,8 +444,8 @@ class _Table:
 
         pyarrow decodes one row group's columns on one thread each, so with two
         columns of unequal cost its own threads leave cores idle; whole row groups
-        in parallel keep every core busy.  At most ``READ_AHEAD_BYTES`` of row
-        groups (by their uncompressed size) are in flight; a row group larger than
+        in parallel keep every core busy.  At most ``READ_AHEAD_BYTES`` per reader
+        of row groups (by their uncompressed size) are in flight; a row group larger than
         ``ROW_GROUP_BYTES`` is read alone, in batches, without pre-buffering, so
         memory stays bounded whatever the writer's row group size.
         """
@@ -443,7 +462,7 @@ class _Table:
                     in_flight = 0
                     yield from self._big_row_group(rg)
                     continue
-                while pending and in_flight + rg.bytes > READ_AHEAD_BYTES:
+                while pending and in_flight + rg.bytes > READ_AHEAD_BYTES * workers:
                     fut, size = pending.popleft()
                     in_flight -= size
                     yield fut.result()
@@ -544,16 +563,15 @@ class _Table:
 
     def _values(self, col: Any, first: int) -> np.ndarray:
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         typ = col.type
         if pa.types.is_floating(typ) or pa.types.is_integer(typ) or pa.types.is_decimal(typ):
             if typ != pa.float64():
-                col = pc.cast(col, pa.float64())
-            return col.to_numpy(zero_copy_only=False)
+                col = col.cast(pa.float64())
+            return _numpy(col, "<f8")
         if pa.types.is_string(typ) or pa.types.is_large_string(typ):
             try:
-                return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+                return _numpy(col.cast(pa.float64()), "<f8")
             except pa.ArrowInvalid:
                 texts = col.to_pylist()
                 for i, v in enumerate(texts):
@@ -573,10 +591,9 @@ class _Table:
 
     def _times(self, col: Any, first: int) -> tuple[np.ndarray, str]:
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         if col.null_count:
-            i = int(np.argmax(col.is_null().to_numpy(zero_copy_only=False)))
+            i = int(np.argmin(_valid(col)))
             raise UsageError(
                 f"{self.path}: row {first + i + 1}: no timestamp in column "
                 f"'{self.options.timestamp}'"
@@ -586,16 +603,16 @@ class _Table:
             texts = col.to_pylist()
             self._check_text_times(texts, first)
             kind = _time_kind(texts[0])
-            col = pc.cast(col, pa.int64() if kind == "ticks" else pa.timestamp("ns"))
+            col = col.cast(pa.int64() if kind == "ticks" else pa.timestamp("ns"))
             typ = col.type
         unit = _time_unit(self.path, self.options.timestamp or "", typ)
         if unit == "ns":
             if pa.types.is_timestamp(typ) and typ.unit != "ns" or pa.types.is_date(typ):
-                col = pc.cast(col, pa.timestamp("ns"))
+                col = col.cast(pa.timestamp("ns"))
             col = col.view(pa.int64())  # the same 8 bytes: no conversion pass
         elif typ != pa.int64():
-            col = pc.cast(col, pa.int64())
-        return col.to_numpy(zero_copy_only=False), unit
+            col = col.cast(pa.int64())
+        return _numpy(col, "<i8"), unit
 
 
 _NULLS = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND"}
@@ -699,6 +716,15 @@ def _place_kernel():
     from consumer.kernels.grid import place_rows
 
     return place_rows
+
+
+def _load_place_kernel() -> None:
+    """Load the placement kernel (numba's cache) for zero-copy columns, the usual case;
+    run on a thread while the first row groups are decoded."""
+    times, values = np.zeros(1, np.int64), np.zeros(1)
+    times.setflags(write=False)
+    values.setflags(write=False)
+    _place_kernel()(times, values, 0, 0, -1, -1, 1, 0, np.zeros(1))
 
 
 @dataclass
@@ -1014,6 +1040,8 @@ def _fill(
                 pos += k
             rows += len(v)
         return None, rows, Irregular()
+    loading = threading.Thread(target=_load_place_kernel, name="grid-kernel", daemon=True)
+    loading.start()
     # Hold back the first rows until the cadence is known.
     held: list[_Batch] = []
     count = 0
@@ -1034,6 +1062,7 @@ def _fill(
     if cadence <= 0:
         cadence = int(np.median(positive))
     grid = TimeGrid(int(probe[0]), cadence, held[0].unit or "ns")
+    loading.join()
     state = _Placer(writer, grid, options, src)
     for b in itertools.chain(held, batches):
         check_stop()
