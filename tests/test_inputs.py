@@ -206,6 +206,14 @@ def _write_small(fmt: str, d: Path, table: pa.Table) -> Path:
     if fmt == "csv":
         pacsv.write_csv(table, d / "t.csv")
         return d / "t.csv"
+    if fmt == "csv.gz":
+        with pa.CompressedOutputStream(str(d / "t.csv.gz"), "gzip") as out:
+            pacsv.write_csv(table, out)
+        return d / "t.csv.gz"
+    if fmt == "arrows":  # the Arrow IPC stream format
+        with pa.ipc.new_stream(str(d / "t.arrows"), table.schema) as out:
+            out.write_table(table, max_chunksize=4)
+        return d / "t.arrows"
     if fmt == "parquet":
         pq.write_table(table, d / "t.parquet", row_group_size=4)
         return d / "t.parquet"
@@ -227,7 +235,7 @@ _CASES = {
 }
 
 
-@pytest.mark.parametrize("fmt", ["csv", "parquet", "dataset", "feather"])
+@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "parquet", "dataset", "feather", "arrows"])
 def test_every_error_names_the_first_offending_row_in_every_format(tmp_path, fmt):
     strict = TableOptions("value", "timestamp", format="parquet" if fmt == "dataset" else None)
     strict = TableOptions(strict.column, strict.timestamp, strict.format, max_irregular=0)
