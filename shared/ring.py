@@ -467,6 +467,7 @@ class RingWriter(StreamWriter):
         self.ring_timeout = ring_timeout
         self.consumers_dir = consumers_dir(Path(path))
         self._publish_lock = threading.Lock()
+        self._scan_lock = threading.Lock()  # one waiting worker rescans, the others sleep
         self._cond = threading.Condition()  # replaced by one over the writer's lock
         self._cursors: dict[str, tuple[int, Cursor]] = {}
         self._claim_seq = self._published_seq = 0
@@ -762,7 +763,11 @@ class RingWriter(StreamWriter):
                 return False
             if blocker[0] != "writing":
                 self._check_wait(blocker, since)
-                self._scan_consumers()
+                if self._scan_lock.acquire(blocking=False):
+                    try:
+                        self._scan_consumers()  # notifies the others if anything changed
+                    finally:
+                        self._scan_lock.release()
             with self._cond:
                 self._cond.wait(0.01)
 
