@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -535,14 +536,14 @@ def test_single_machine_runs_on_a_ring_in_shared_memory(tmp_path):
     assert res.returncode == 0, res.stderr
     fig = json.loads(res.stdout.strip().splitlines()[-1])
     stream = Path(fig["stream"])
-    shm = Path("/dev/shm")
-    if shm.is_dir() and os.access(shm, os.W_OK):
-        assert stream.parent.parent == shm, stream
-    assert fig["ring_bytes"] == 4 << 20 and stream.stat().st_size <= 4 << 20
-    x = generate_with_labels(2_000_000, anomalies={"rate": 1e-4, "magnitude": 8})[0]
-    want = consumer.detect(x, type="zscore", window=1000, threshold=5)
-    np.testing.assert_array_equal(np.load(stream.with_name("stream.anomalies.npy")), want)
-    assert fig["consumer"]["samples"] == 2_000_000 and fig["consumer"]["recall"] > 0.99
-    import shutil
-
-    shutil.rmtree(stream.parent)
+    try:
+        shm = Path("/dev/shm")
+        if shm.is_dir() and os.access(shm, os.W_OK):
+            assert stream.parent.parent == shm, stream
+        assert fig["ring_bytes"] == 4 << 20 and stream.stat().st_size <= 4 << 20
+        x = generate_with_labels(2_000_000, anomalies={"rate": 1e-4, "magnitude": 8})[0]
+        want = consumer.detect(x, type="zscore", window=1000, threshold=5)
+        np.testing.assert_array_equal(np.load(stream.with_name("stream.anomalies.npy")), want)
+        assert fig["consumer"]["samples"] == 2_000_000 and fig["consumer"]["recall"] > 0.99
+    finally:
+        shutil.rmtree(stream.parent)  # --keep kept it (in shared memory)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,7 @@ def test_default_detector_stl_in_temporary_directory(tmp_path):
     summary = json.loads((kept / "stream.summary.json").read_text())
     assert summary["detector"]["type"] == "stl" and summary["detector"]["period"] == 200
     assert summary["recall"] >= 0.95 and summary["precision"] >= 0.9, summary
+    shutil.rmtree(kept)  # --keep kept it (a ring in /dev/shm: memory, not disk)
 
 
 def test_a_failing_side_stops_the_other(tmp_path):
