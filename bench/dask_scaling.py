@@ -13,16 +13,19 @@ at ``--scale_span`` and STL (period 200, seasonal 7, on ``--stl_n`` samples) at
 ``--stl_span``, beside the local engine on one and two threads.  Every time is the
 engine's own (``WriteResult.seconds``, the summary's ``seconds``): from the first
 chunk submitted to the last one committed or published, without the cluster's
-start-up or the workers' warm-up; each configuration runs once untimed first, then
-``--rounds`` times (median).  One JSON object per measurement is printed, all are
-written to ``--out``, and two Markdown tables close the output.  On a shared
-machine the figures are noisy: rerun on a quiet one.
+start-up or the workers' warm-up; every configuration runs once untimed, then
+``--rounds`` rounds run each configuration once in turn (so that a machine whose speed
+drifts slows all of them alike), and the median of each is reported.  One JSON
+object per measurement is printed, all are written to ``--out``, and two Markdown
+tables close the output.  On a shared machine the figures are noisy: rerun on a
+quiet one.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import statistics
 import sys
@@ -34,12 +37,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 SEASON = {"amplitude": 5.0, "period": 200}
 ZSCORE = {"type": "zscore", "params": {"window": 1000, "threshold": 4}}
 STL = {"type": "stl", "params": {"threshold": 5, "seasonal": 7}}
-
-
-def _median(fn: Callable[[], float], rounds: int) -> float:
-    """Median of ``rounds`` calls of ``fn`` (each returns its own seconds), after one untimed."""
-    fn()
-    return statistics.median(fn() for _ in range(rounds))
 
 
 def _record(results: list, what: str, engine: str, workers: int, span, n: int, s: float) -> None:
@@ -91,36 +88,45 @@ class Bench:
         config = ConsumerConfig(paths=paths, overwrite=True, **det)
         return run_consumer_dask(stream, config, engine=engine)["seconds"]
 
-    def dask(self, workers: int, plan: list[tuple[str, int]]) -> None:
-        """One ``LocalCluster`` of ``workers`` single-threaded processes: ``(stage, span)``s."""
+    def run(self, plan: list[tuple[str, int, int | None]]) -> None:
+        """Measure ``(stage, workers, span)`` configurations (span None: the local engine on
+        ``workers`` threads), alternating them round by round so that a machine whose speed
+        drifts slows them alike; then record the medians."""
         from distributed import Client, LocalCluster
 
         from shared.engine import EngineOptions
 
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-        )
-        client = Client(cluster)
+        clusters = {}
+        for workers in sorted({w for _, w, span in plan if span is not None}):
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
+            clusters[workers] = (cluster, Client(cluster))
         try:
-            for what, span in plan:
-                engine = EngineOptions(
-                    engine="dask", scheduler=cluster.scheduler_address, span=span
-                )
-                n, run = self._stage(what, engine, 1)
-                _record(self.results, what, "dask", workers, span, n, _median(run, self.rounds))
+            runs = []
+            for what, workers, span in plan:
+                engine = None
+                if span is not None:
+                    address = clusters[workers][0].scheduler_address
+                    engine = EngineOptions(engine="dask", scheduler=address, span=span)
+                runs.append(self._stage(what, engine, 1 if engine else workers))
+            times: list[list[float]] = [[] for _ in plan]
+            for r in range(self.rounds + 1):  # round 0 warms up every configuration
+                for k, (_, run) in enumerate(runs):
+                    seconds = run()
+                    if r:
+                        times[k].append(seconds)
+            for (what, workers, span), (n, _), t in zip(plan, runs, times, strict=True):
+                engine = "local" if span is None else "dask"
+                _record(self.results, what, engine, workers, span, n, statistics.median(t))
         finally:
-            client.shutdown()
-
-    def local(self) -> None:
-        """The local engine on one and two threads (the baselines)."""
-        for t in (1, 2):
-            for what in STAGES:
-                n, run = self._stage(what, None, t)
-                _record(self.results, what, "local", t, None, n, _median(run, self.rounds))
+            for _, client in clusters.values():
+                client.shutdown()
 
     def _stage(self, what: str, engine, threads: int) -> tuple[int, Callable[[], float]]:
         """Samples and a run (returning its seconds) of generation, z-score or STL."""
@@ -180,14 +186,19 @@ def main() -> None:
     args = ap.parse_args()
     import tempfile
 
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # the in-process schedulers
+
     scale = {"generation": args.scale_span, "zscore": args.scale_span, "stl": args.stl_span}
-    overhead = [(what, s) for s in sorted(args.spans) for what in ("generation", "zscore")]
+    overhead = [(s, what) for s in sorted(args.spans) for what in ("generation", "zscore")]
     scaling = [(what, scale[what]) for what in STAGES]
+    plan = [(what, t, None) for t in (1, 2) for what in STAGES]  # the local engine
+    plan += [(what, 1, span) for span, what in overhead]
+    plan += [
+        (what, w, span) for w in (1, 2) for what, span in scaling if (what, w, span) not in plan
+    ]
     with tempfile.TemporaryDirectory(dir=args.dir) as d:
         bench = Bench(args.n, args.stl_n, Path(d), args.rounds)
-        bench.local()
-        bench.dask(1, overhead + [p for p in scaling if p not in overhead])
-        bench.dask(2, scaling)
+        bench.run(plan)
     Path(args.out).write_text(json.dumps(bench.results, indent=1))
     print("\n".join(summarize(bench.results, scale)))
 

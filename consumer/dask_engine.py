@@ -47,7 +47,8 @@ from consumer.sink import Outputs, rows_table, schema_for, temp_part, write_rows
 from consumer.tail import Tail
 from shared.engine import DaskEngine, EngineOptions, connect
 from shared.errors import FormatError, ProducerFailed, StopRequest, StreamError, UsageError
-from shared.spans import PageSafeWriter, Span, chunks_per_span
+from shared.ring import is_ring
+from shared.spans import PageSafeWriter, Span, chunks_per_span, task_buffer
 from shared.stream import Layout, StreamReader, read_npy_header
 from shared.zarr_store import (
     ZarrLocation,
@@ -60,6 +61,7 @@ from shared.zarr_store import (
 )
 
 SCORES = "scores"  # the array of a Zarr scores store
+BACKLOG = 8  # finished spans waiting behind a slow one, per span in flight (indices only)
 
 
 @dataclass(frozen=True)
@@ -72,13 +74,15 @@ class Source:
     storage_options: dict
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        """Samples ``[start, stop)``, from a store or file opened for this read only (on NFS,
-        opening revalidates the client's cache: close-to-open consistency)."""
+        """Samples ``[start, stop)`` into this thread's task buffer, from a store or file
+        opened for this read only (on NFS, opening revalidates the client's cache:
+        close-to-open consistency)."""
+        out = task_buffer(stop - start, self.layout.dtype)
         if self.zarr:
             with ZarrStreamReader(self.location, self.storage_options, self.layout) as r:
-                return r.read(start, stop)
+                return r.read_into(start, stop, out)
         with _SamplesFile(self.location, self.layout) as r:
-            return r.read(start, stop)
+            return r.read_into(start, stop, out)
 
 
 class _SamplesFile(StreamReader):
@@ -91,16 +95,15 @@ class _SamplesFile(StreamReader):
 
 class _SpanSamples:
     """A span's samples with their halo, read once, served to the local engine's worker
-    chunk by chunk (``read_into`` as ``StreamReader``'s)."""
+    chunk by chunk in place of a ``StreamReader``."""
 
     def __init__(self, layout: Layout, first: int, data: np.ndarray) -> None:
         self.layout, self.first, self.data = layout, first, data
 
     def read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
-        """Samples ``[start, stop)`` (inside the span's window) into the front of ``out``."""
-        view = out[: stop - start]
-        view[:] = self.data[start - self.first : stop - self.first]
-        return view
+        """Samples ``[start, stop)`` (inside the span's window): a view of the span's
+        samples, not a copy into ``out`` (the worker uses the view it is given back)."""
+        return self.data[start - self.first : stop - self.first]
 
 
 @dataclass(frozen=True)
@@ -265,15 +268,16 @@ class DaskConsumerRun(_ConsumerRun):
         if paths.scores is not None and is_zarr(str(paths.scores)):
             self.scores_store = ZarrLocation(paths.scores, engine.storage_options)
             paths = dataclasses.replace(paths, scores=None)  # not a file: checked here
+            if self.scores_store.exists() and not (config.resume or config.overwrite):
+                where = self.scores_store.location
+                raise UsageError(f"{where} exists; pass --overwrite to replace it or --resume")
         if self.zarr and config.wait_s > 0:
             _wait_for_store(location, engine, config.wait_s, hooks.stop)
+        elif is_ring(location):
+            raise UsageError(f"{location}: a ring stream needs --engine local")
         config = dataclasses.replace(config, paths=paths, wait_s=0 if self.zarr else config.wait_s)
         self.scores_path = paths.scores
         super().__init__(base if self.zarr else Path(location), config, hooks)
-        if self.cursor is not None or self.reader.is_ring:
-            if self.cursor is not None:
-                self.cursor.abandon()
-            raise UsageError(f"{location}: a ring stream needs --engine local")
         self.per_span = chunks_per_span(engine.span, self.reader.layout.chunk_size)
         self.nthreads = 0
         self._open_scores_store()
@@ -292,15 +296,11 @@ class DaskConsumerRun(_ConsumerRun):
         layout = self.reader.layout
         if self.config.resume and where.exists():
             return
-        if where.exists() and not self.config.overwrite:
-            raise UsageError(f"{where.location} exists; pass --overwrite to replace it or --resume")
         import zarr
 
         zarr.open_group(where.store(), mode="w")
-        shard = self.per_span * layout.chunk_size
-        if layout.chunk_size % (1 << 16):
-            raise UsageError("a Zarr --scores store needs a chunk size that is a multiple of 65536")
-        create_array(where, SCORES, layout.num_samples, "<f4", shard)
+        shard = self.per_span * layout.chunk_size  # a span's scores: one shard of whole chunks
+        create_array(where, SCORES, layout.num_samples, "<f4", shard, layout.chunk_size)
 
     def _scores_target(self) -> ScoresTarget | None:
         """Where the tasks write dense scores (None: not asked for)."""
@@ -382,7 +382,7 @@ class DaskConsumerRun(_ConsumerRun):
             room = (ahead - len(inflight)) * per - len(released)
             if room > 0:
                 released += tail.poll_ready(room)
-            while released and len(inflight) < ahead:
+            while released and len(inflight) < ahead and len(done) < BACKLOG * ahead:
                 span = _next_span(released, per, layout, tail.exhausted)
                 if span is None:
                     break

@@ -50,7 +50,7 @@ from producer.write import (
 from shared.engine import DaskEngine, EngineOptions, connect
 from shared.errors import StopRequest, StreamError, UsageError
 from shared.params import GenerationParams
-from shared.spans import PageSafeWriter, Span, chunks_per_span, spans
+from shared.spans import PageSafeWriter, Span, chunks_per_span, spans, task_buffer
 from shared.stream import LABELS_SUFFIX, Layout, StreamWriter, sibling, sidecar_path
 from shared.zarr_store import ZarrStreamWriter, is_zarr, write_span
 
@@ -143,7 +143,7 @@ def _generate_shard(
 ) -> SpanResult:
     """Task: generate ``span`` (one whole shard) and write it to the Zarr store."""
     gen = spec.generator()
-    values, found = np.empty(span.stop - span.start, layout.dtype), _Found()
+    values, found = task_buffer(span.stop - span.start, layout.dtype), _Found()
     crcs = []
     for chunk in range(span.first, span.last):
         a, b = layout.bounds(chunk)
@@ -401,8 +401,14 @@ def _commit(writer, labels, fsync: bool, todo: set[int], on_progress, span: Span
                 on_progress(b - a)
 
 
+# Finished spans that may wait for an earlier one (a rerun after a lost worker), per span in
+# flight: the others keep the workers busy meanwhile; each holds only CRCs, labels and edges.
+BACKLOG = 8
+
+
 def _run_spans(eng: DaskEngine, work: list[Span], task, commit, stop) -> None:
-    """Submit ``task(span)`` for every span, at most 2 x threads ahead; commit results in order."""
+    """Submit ``task(span)`` for every span, at most 2 x threads in flight; commit results in
+    order (finished spans waiting behind a slow one are capped at ``BACKLOG x`` that)."""
     from distributed import wait
 
     client = eng.client
@@ -415,7 +421,7 @@ def _run_spans(eng: DaskEngine, work: list[Span], task, commit, stop) -> None:
         while committed < len(work):
             if stop.is_set():
                 return
-            while len(inflight) + len(results) < ahead:
+            while len(inflight) < ahead and len(results) < BACKLOG * ahead:
                 span = next(queued, None)
                 if span is None:
                     break

@@ -200,8 +200,11 @@ def write_span(
     array[start : start + len(values)] = values
 
 
-def create_array(location: ZarrLocation, name: str, n: int, dtype: str, shard: int) -> str:
-    """Create (replacing) a 1-D array of RNG-block chunks and ``shard``-sample shards.
+def create_array(
+    location: ZarrLocation, name: str, n: int, dtype: str, shard: int, chunk: int = ZARR_CHUNK
+) -> str:
+    """Create (replacing) a 1-D array of ``chunk``-sample chunks (default: one RNG block)
+    and ``shard``-sample shards (a multiple of ``chunk``).
 
     Returns its token (the ``created`` attribute: when it was created, and by whom).
     """
@@ -213,7 +216,7 @@ def create_array(location: ZarrLocation, name: str, n: int, dtype: str, shard: i
         name=name,
         shape=(n,),
         dtype=dtype,
-        chunks=(ZARR_CHUNK,),
+        chunks=(chunk,),
         shards=(shard,),
         compressors=None,  # random samples do not compress; zstd would only cost CPU
         fill_value=0,

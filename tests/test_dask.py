@@ -301,7 +301,7 @@ def test_consumer_out_of_order_results_and_zarr_input(client, tmp_path):
     import zarr
 
     dense = zarr.open_array(scores, path="scores", mode="r")
-    assert dense.shards == (2 * CHUNK,)
+    assert dense.chunks == (CHUNK,) and dense.shards == (2 * CHUNK,)  # whole chunks, span shards
     assert dense[:].tobytes() == np.load(tmp_path / "Lz.scores.npy").tobytes()
 
 
