@@ -1,6 +1,9 @@
 """Z-score kernels: rolling (trailing window) and fixed-block.
 
-Both are written so that the flags of sample ``i`` depend only on the data and
+The rolling z-score has two kernels with the same bits: ``_rolling_zscore``, one
+sample after another (also the dense-score path), and ``_rolling_zscore_lanes``,
+which runs 16 independent resynchronisation segments in lockstep as SIMD lanes
+(the consumer's flags-only path).  All are written so that the flags of sample ``i`` depend only on the data and
 on ``i`` itself, never on where a chunk starts: that is what makes chunked,
 threaded and tailed runs produce exactly the indices of one whole-series call.
 """
@@ -380,7 +383,7 @@ def _rolling_zscore_lanes(x, x0, start, stop, window, threshold, resync, idx, sc
     Trick: the exact recomputation at every multiple of ``resync`` makes the
     segments between them independent, so 16 of them advance in lockstep as
     SIMD lanes (``_lane_steps``); their samples are interleaved into a ring of
-    ``window + 64`` steps, which serves both the entering and the leaving
+    ``window + 256`` steps, which serves both the entering and the leaving
     sample.  Windows above ``resync / 8`` (a long pre-fill, a large ring) and
     the last few segments of a call run the scalar loop.
     """
@@ -477,8 +480,11 @@ def zscore(
     block: int = 1 << 16,
     scores: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Whole-array z-score: (sorted int64 indices, their scores, dense scores or None)."""
-    x = np.ascontiguousarray(x)
+    """Whole-array z-score: (sorted int64 indices, their scores, dense scores or None).
+
+    ``x`` is taken as float64, as the detector takes it.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float64)
     n = x.shape[0]
     idx = np.empty(n, np.int64)
     sc = np.empty(n, np.float64)
@@ -493,6 +499,5 @@ def zscore(
 
 
 def preload() -> None:
-    """Initialise numba and load the float64 rolling kernels from their cache (tiny input)."""
+    """Initialise numba and load the float64 rolling kernel from its cache (tiny input)."""
     zscore(np.zeros(4), window=2)
-    zscore(np.zeros(4), window=2, scores=True)
