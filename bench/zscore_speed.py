@@ -1,6 +1,6 @@
 """Rolling z-score speed: the consumer over a page-cached stream, and the kernel alone.
 
-    python bench/zscore_speed.py --n 1e9 --runs 3 --kernel_n 1e8
+    python bench/zscore_speed.py --n 1e9 --runs 3 --kernel_n 1e8 [--baseline 58ed0cf]
 
 Builds a ``--n``-sample producer stream once (kept in ``--dir``, default
 ``$TMPDIR/tsstream-zscore-speed``; with too little free space it falls back to 5e8
@@ -12,7 +12,10 @@ samples and says so), reads it once so that it is page-cached, then runs
   over the time from its first scheduled chunk to its last result (after start-up,
   numba loading and the warm-up call; before the final publication of the outputs),
   the figure the README and issue 10 quote;
-* the wall clock from launch to exit.
+* the wall clock from launch to exit, and the CPU seconds (user + system) of the run.
+
+With ``--baseline REV`` the consumer of a git worktree of REV runs alternately with
+this tree's (same stream, same outputs), and the ratio of the medians is printed.
 
 Then the kernel alone on an in-memory float64 array of ``--kernel_n`` samples, in
 consumer-sized chunks of 2**20 samples: the lanes kernel the consumer runs and the
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -67,17 +71,20 @@ def _warm(path: Path) -> float:
     return path.stat().st_size / (time.perf_counter() - t0) / 1e9
 
 
-def _consumer(path: Path, out: Path, threads: int) -> tuple[float, float, int]:
-    """One consumer run: (wall seconds, in-process samples/s, anomalies)."""
+def _consumer(path: Path, out: Path, threads: int, tree: Path = ROOT) -> tuple[float, ...]:
+    """One consumer run from ``tree``: (wall s, in-process samples/s, anomalies, CPU s)."""
     cmd = [sys.executable, "-m", "consumer", "--file", str(path), "--type", "zscore"]
     cmd += ["--threads", str(threads), "--quiet", "--overwrite"]
     cmd += ["--indices", str(out / "i.npy"), "--out", str(out / "o.parquet")]
     cmd += ["--summary", str(out / "s.json")]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, check=True)
+    subprocess.run(cmd, cwd=tree, check=True)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     s = json.loads((out / "s.json").read_text())
-    return wall, s["samples_per_s"], s["anomalies"]
+    return wall, s["samples_per_s"], s["anomalies"], cpu
 
 
 def _kernel_rates(n: int, threads: int, rounds: int) -> dict[str, float]:
@@ -113,6 +120,18 @@ def _kernel_rates(n: int, threads: int, rounds: int) -> dict[str, float]:
     return out
 
 
+def _run_figures(runs: list[tuple[float, ...]]) -> dict[str, object]:
+    """Per-run and median figures of consumer runs (wall, rate, anomalies, CPU)."""
+    return {
+        "in_process_Mps": [round(r[1] / 1e6, 1) for r in runs],
+        "wall_s": [round(r[0], 3) for r in runs],
+        "cpu_s": [round(r[3], 3) for r in runs],
+        "anomalies": sorted({r[2] for r in runs}),
+        "median_in_process_Mps": round(statistics.median(r[1] for r in runs) / 1e6, 1),
+        "median_wall_s": round(statistics.median(r[0] for r in runs), 3),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=float, default=1e9, help="stream samples (default 1e9)")
@@ -121,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kernel_n", type=float, default=1e8, help="in-memory samples (0: skip)")
     ap.add_argument("--rounds", type=int, default=3, help="kernel rounds (best of)")
     ap.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "tsstream-zscore-speed"))
+    ap.add_argument("--baseline", help="git revision whose consumer runs alternate with this one")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args(argv)
     figures: dict[str, object] = {}
@@ -130,14 +150,30 @@ def main(argv: list[str] | None = None) -> int:
         figures["page_cache_read_GBps"] = round(_warm(path), 2)
         out = Path(args.dir) / "out"
         out.mkdir(exist_ok=True)
-        runs = [_consumer(path, out, args.threads) for _ in range(args.runs)]
-        figures["in_process_Mps"] = [round(r[1] / 1e6, 1) for r in runs]
-        figures["wall_s"] = [round(r[0], 3) for r in runs]
-        figures["anomalies"] = runs[0][2]
-        med_rate = statistics.median(r[1] for r in runs)
-        med_wall = statistics.median(r[0] for r in runs)
-        figures["median_in_process_Mps"] = round(med_rate / 1e6, 1)
-        figures["median_wall_s"] = round(med_wall, 3)
+        with tempfile.TemporaryDirectory(prefix="tsstream-zscore-base-") as tmp:
+            trees = {"now": ROOT}
+            if args.baseline:
+                trees["baseline"] = Path(tmp) / "tree"
+                git = ["git", "worktree", "add", "-q", "--detach", str(trees["baseline"])]
+                subprocess.run([*git, args.baseline], cwd=ROOT, check=True)
+            try:
+                if args.baseline:
+                    _consumer(path, out, args.threads, trees["baseline"])  # its numba cache
+                runs: dict[str, list[tuple[float, ...]]] = {name: [] for name in trees}
+                for _ in range(args.runs):  # alternated, so that both see the same machine
+                    for name, tree in trees.items():
+                        runs[name].append(_consumer(path, out, args.threads, tree))
+            finally:
+                if args.baseline:
+                    rm = ["git", "worktree", "remove", "--force", str(trees["baseline"])]
+                    subprocess.run(rm, cwd=ROOT, check=False)
+        for name, rs in runs.items():
+            figures[name] = _run_figures(rs)
+        if args.baseline:
+            now, base = figures["now"], figures["baseline"]
+            figures["ratio_in_process"] = round(
+                now["median_in_process_Mps"] / base["median_in_process_Mps"], 2
+            )
     if args.kernel_n > 0:
         k = _kernel_rates(int(args.kernel_n), args.threads, args.rounds)
         figures["kernel_Mps"] = {
