@@ -300,6 +300,25 @@ def _background(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
         thread.join()
 
 
+def _ns(typ: Any) -> Any:
+    """Timestamps of any unit as nanoseconds (a later block may hold finer times)."""
+    import pyarrow as pa
+
+    return pa.timestamp("ns", typ.tz) if pa.types.is_timestamp(typ) else typ
+
+
+def _first_line(f: Any) -> tuple[bytes, bytes]:
+    """A stream's first line (with its line end) and what was read after it."""
+    buf = b""
+    while True:
+        data = f.read(1 << 16)
+        buf += data
+        end = buf.find(b"\n") + 1
+        if end or not data:
+            end = end or len(buf)
+            return buf[:end], buf[end:]
+
+
 @dataclass(frozen=True)
 class _RowGroup:
     """One Parquet row group to read: its file, index, first row (0-based) and size."""
@@ -327,62 +346,99 @@ class _Table:
 
     # -- per format --------------------------------------------------------------------
 
-    def _csv_batches(self) -> Iterator[Any]:
+    def _csv_batches(self) -> Iterator[_Batch]:
+        """The CSV in blocks of about ``CSV_BLOCK`` bytes cut at line ends, each parsed on
+        all cores by ``pyarrow.csv.read_csv`` with the first block's column types.
+
+        pyarrow's own streaming reader (``open_csv``) reads the file ahead of its
+        consumer without bound (its allocations grew to about the file's size here),
+        so the blocks are cut here, one at a time.  Like pyarrow's readers by default,
+        this assumes no line breaks inside values.
+        """
+        import pyarrow as pa
+
+        parse, convert = self._csv_options({})
+        rows, types = 0, None
+        for block in self._csv_blocks():
+            try:
+                table = self._csv_read(block, parse, convert)
+            except pa.ArrowInvalid as e:
+                self._csv_failed(block, rows, types, e)
+            if types is None:  # later blocks keep the first one's types (as open_csv does)
+                types = {f.name: _ns(f.type) for f in table.schema}
+                parse, convert = self._csv_options(types)
+            for batch in table.to_batches():
+                yield self._to_batch(batch, rows)
+                rows += batch.num_rows
+
+    def _csv_options(self, types: dict[str, Any]) -> tuple[Any, Any]:
         import pyarrow as pa
         import pyarrow.csv as pacsv
 
-        types = {self.options.column: pa.float64()}
+        types = {**types, self.options.column: pa.float64()}
         convert = pacsv.ConvertOptions(include_columns=self.columns, column_types=types)
-        parse = pacsv.ParseOptions(delimiter="\t" if self.path.suffix.lower() == ".tsv" else ",")
-        read = pacsv.ReadOptions(block_size=CSV_BLOCK, use_threads=True)
+        tsv = ".tsv" in [x.lower() for x in self.path.suffixes]
+        parse = pacsv.ParseOptions(delimiter="\t" if tsv else ",")
+        return parse, convert
+
+    def _csv_read(self, block: bytes, parse: Any, convert: Any) -> Any:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
         try:
-            reader = pacsv.open_csv(
-                self.path, read_options=read, parse_options=parse, convert_options=convert
-            )
+            return pacsv.read_csv(pa.py_buffer(block), parse_options=parse, convert_options=convert)
         except KeyError:  # ArrowKeyError: a missing column
-            names = pacsv.open_csv(self.path, parse_options=parse).schema.names
+            names = pacsv.read_csv(pa.py_buffer(block), parse_options=parse).schema.names
             self._check_schema(self.path, pa.schema([(n, pa.null()) for n in names]))
             raise
-        except pa.ArrowInvalid as e:
-            self._csv_failed(0, e)
-        rows = 0
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                return
-            except pa.ArrowInvalid as e:
-                self._csv_failed(rows, e)
-            missing = [c for c in self.columns if c not in batch.schema.names]
-            if missing:
-                raise UsageError(f"{self.path}: no column '{missing[0]}'")
-            yield self._to_batch(batch, rows)
-            rows += batch.num_rows
 
-    def _csv_failed(self, rows_before: int, e: BaseException) -> None:
-        """Find the first row that does not convert (re-reading as text) and name it."""
+    def _csv_blocks(self) -> Iterator[Any]:
+        """The header line followed by whole lines, about ``CSV_BLOCK`` bytes of them."""
+        import pyarrow as pa
+
+        with pa.input_stream(str(self.path)) as f:  # .gz, .bz2, ...: decompressed
+            head, carry = _first_line(f)
+            sent = False
+            while True:
+                data = f.read(CSV_BLOCK)
+                block = bytearray(head)
+                block += carry
+                block += data
+                cut = block.rfind(b"\n", len(head)) + 1 if data else len(block)
+                if cut > len(head):
+                    yield memoryview(block)[:cut]
+                    sent = True
+                elif not data and not sent:
+                    yield head.rstrip(b"\r\n") + b"\n"  # no rows: read_csv checks the columns
+                if not data:
+                    return
+                carry = bytes(block[max(cut, len(head)) :])
+
+    def _csv_failed(
+        self, block: bytes, rows_before: int, types: dict[str, Any] | None, e: BaseException
+    ) -> None:
+        """Find the block's first row that does not convert (parsed as text) and name it."""
         import pyarrow as pa
         import pyarrow.csv as pacsv
 
+        parse, _ = self._csv_options({})
         text = {c: pa.string() for c in self.columns}
         convert = pacsv.ConvertOptions(include_columns=self.columns, column_types=text)
         try:
-            reader = pacsv.open_csv(
-                self.path,
-                read_options=pacsv.ReadOptions(block_size=CSV_BLOCK),
-                convert_options=convert,
+            table = pacsv.read_csv(
+                pa.py_buffer(block), parse_options=parse, convert_options=convert
             )
-            row = 0
-            for batch in reader:
-                if row + batch.num_rows > rows_before:
-                    self._check_text(batch, row)
-                row += batch.num_rows
         except pa.ArrowInvalid as e2:
             raise UsageError(f"{self.path}: not a readable CSV ({_one_line(e2)})") from None
+        kind = None
+        if types is not None and self.options.timestamp:
+            kind = "ticks" if pa.types.is_integer(types[self.options.timestamp]) else "ns"
+        self._check_text(table, rows_before, kind)
         raise UsageError(f"{self.path}: not a readable CSV ({_one_line(e)})")
 
-    def _check_text(self, batch: Any, first: int) -> None:
-        """Raise naming the first row of ``batch`` (text columns) that does not convert."""
+    def _check_text(self, batch: Any, first: int, kind: str | None = None) -> None:
+        """Raise naming the first row of ``batch`` (text columns) that does not convert
+        (``kind``: the timestamps' kind in the rows before, if known)."""
         values = batch.column(self.options.column).to_pylist()
         for i, v in enumerate(values):
             if v is None or v.strip() in _NULLS:
@@ -395,10 +451,10 @@ class _Table:
                     f"'{self.options.column}' is not a number"
                 ) from None
         if self.options.timestamp:
-            self._check_text_times(batch.column(self.options.timestamp).to_pylist(), first)
+            self._check_text_times(batch.column(self.options.timestamp).to_pylist(), first, kind)
 
-    def _check_text_times(self, texts: list[Any], first: int) -> None:
-        kinds = set()
+    def _check_text_times(self, texts: list[Any], first: int, kind: str | None = None) -> None:
+        kinds = {kind} if kind else set()
         for i, t in enumerate(texts):
             kind = _time_kind(t)
             if kind is None:
@@ -719,12 +775,10 @@ def _place_kernel():
 
 
 def _load_place_kernel() -> None:
-    """Load the placement kernel (numba's cache) for zero-copy columns, the usual case;
-    run on a thread while the first row groups are decoded."""
-    times, values = np.zeros(1, np.int64), np.zeros(1)
-    times.setflags(write=False)
-    values.setflags(write=False)
-    _place_kernel()(times, values, 0, 0, -1, -1, 1, 0, np.zeros(1))
+    """Load the placement kernel (numba's cache) for writable columns (pyarrow's buffers
+    are mutable, so :func:`_numpy` gives those); run on a thread while the first row
+    groups are decoded."""
+    _place_kernel()(np.zeros(1, np.int64), np.zeros(1), 0, 0, -1, -1, 1, 0, np.zeros(1))
 
 
 @dataclass

@@ -294,6 +294,34 @@ def test_parquet_reader_paths_give_the_same_bytes_and_checksums(tmp_path, monkey
         np.testing.assert_array_equal(got, want)
 
 
+def test_csv_is_read_in_blocks_cut_at_line_ends(tmp_path, monkeypatch):
+    import consumer.inputs as inputs
+
+    times, values, idx = _series(500, gap=(100, 110), spike=200)
+    stamps = [str(t.astype("datetime64[s]")) for t in times]
+    lines = [f"{t},{float(v)!r}" for t, v in zip(stamps, values, strict=True)]
+    lines[300] = f"{stamps[300]}.000,{float(values[300])!r}"  # finer times in a later block
+    text = "timestamp,value\r\n" + "\r\n".join(lines)  # CRLF, no line end at the end
+    (tmp_path / "t.csv").write_text(text)
+    with pa.CompressedOutputStream(str(tmp_path / "t.csv.gz"), "gzip") as out:
+        out.write(text.encode())
+    opts = TableOptions("value", "timestamp", max_irregular=0)
+    whole = convert(tmp_path / "t.csv", tmp_path / "whole.npy", opts)
+    monkeypatch.setattr(inputs, "CSV_BLOCK", 97)  # a few lines per block, cut mid-line
+    for name in ("t.csv", "t.csv.gz"):
+        c = convert(tmp_path / name, tmp_path / "s.npy", opts)
+        assert (c.rows, c.samples) == (whole.rows, whole.samples) == (490, 500)
+        np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), _expected(500, values, idx))
+    lines[400] = lines[400].split(",")[0] + ",abc"
+    (tmp_path / "t.csv").write_text("timestamp,value\n" + "\n".join(lines) + "\n")
+    with pytest.raises(UsageError, match="row 401: value 'abc'"):
+        convert(tmp_path / "t.csv", tmp_path / "s.npy", opts)
+    lines[400] = "12345,1.0"  # an integer among date-times
+    (tmp_path / "t.csv").write_text("timestamp,value\n" + "\n".join(lines) + "\n")
+    with pytest.raises(UsageError, match="row 401: timestamp '12345' mixes date-times"):
+        convert(tmp_path / "t.csv", tmp_path / "s.npy", opts)
+
+
 def test_a_stop_request_leaves_nothing_and_a_rerun_reuses_the_series(tmp_path):
     from consumer.run import run_consumer
     from shared.errors import Interrupted, StopRequest
