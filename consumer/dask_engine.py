@@ -9,10 +9,11 @@ checkpoint, summary and finish); only where the kernels run differs.
   absolute chunk index (``shared.spans``, ``--span`` samples); a span is
   submitted once its last chunk is released (or the stream ends), so a live
   stream is processed as it is committed.
-* A task reads each chunk of its span with the detector's halo from the store
-  (the ``.npy`` on a shared filesystem, or a Zarr store) and runs the local
-  engine's worker (``consumer.run._Worker``: ``window_for``, ``process``, the
-  unit map) on it, so every result equals the local engine's bit for bit.  It
+* A task reads its span with the detector's halo once from the store (the
+  ``.npy`` on a shared filesystem, or a Zarr store) into a buffer its thread
+  reuses, and runs the local engine's worker (``consumer.run._Worker``:
+  ``window_for``, ``process``, the unit map) on each of the span's chunks from
+  it, so every result equals the local engine's bit for bit.  It
   writes the span's Parquet rows as the hidden temporary of the part whose
   number the driver gave it (``.part-<k>.parquet.tmp`` in the rows dataset, one
   row group per chunk; rerunning the task rewrites the same bytes) and its
@@ -371,7 +372,7 @@ class DaskConsumerRun(_ConsumerRun):
         from distributed import wait
 
         outputs, stop, layout = self.outputs, self.hooks.stop, self.reader.layout
-        per, ahead = self.per_span, 2 * eng.nthreads
+        per, ahead = self.per_span, eng.in_flight
         released: list[int] = []
         next_part = outputs.parquet.parts
         while not (tail.exhausted and not released and not inflight):

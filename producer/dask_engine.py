@@ -17,7 +17,7 @@ local engine's own code (``producer.write._make_chunk`` over
 * Per-block anomaly counts, which lay out the labels file, are counted by the
   workers (one task per range of blocks), not serially by the driver.
 
-Tasks are submitted at most ``2 x`` the cluster's threads ahead of the commits;
+Tasks are submitted at most ``4 x`` the cluster's threads ahead of the commits;
 a task lost with its worker is rerun by Dask elsewhere (same bytes).  A stop
 request (SIGINT/SIGTERM) cancels what is queued and marks the stream failed
 ("interrupted"), so ``--resume`` continues it with the local or the Dask engine.
@@ -407,12 +407,12 @@ BACKLOG = 8
 
 
 def _run_spans(eng: DaskEngine, work: list[Span], task, commit, stop) -> None:
-    """Submit ``task(span)`` for every span, at most 2 x threads in flight; commit results in
+    """Submit ``task(span)`` for every span, ``eng.in_flight`` at a time; commit results in
     order (finished spans waiting behind a slow one are capped at ``BACKLOG x`` that)."""
     from distributed import wait
 
     client = eng.client
-    ahead = 2 * eng.nthreads
+    ahead = eng.in_flight
     queued = iter(work)
     inflight: dict = {}
     results: dict[int, SpanResult] = {}

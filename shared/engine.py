@@ -34,6 +34,7 @@ from shared.params import parse_json_object, positive_float, positive_int
 
 ENGINES = ("local", "dask")
 DEFAULT_SPAN = 1 << 24  # samples per Dask task (rounded to whole chunks)
+IN_FLIGHT = 4  # tasks submitted per worker thread (see DaskEngine.in_flight)
 # What a worker must import to run a role's tasks (checked before any work is sent).
 PROBE_MODULES = {
     "producer": ("shared.warmup", "producer.dask_engine"),
@@ -208,6 +209,13 @@ class DaskEngine:
     def nthreads(self) -> int:
         """Worker threads in the cluster now."""
         return max(1, sum(self.client.nthreads().values()))
+
+    @property
+    def in_flight(self) -> int:
+        """Tasks to keep submitted: ``IN_FLIGHT`` per thread, so that a worker has its next
+        task before it finishes one (a result's way back to the driver and the next task's
+        way out take several messages: milliseconds, as long as a small span's work)."""
+        return IN_FLIGHT * self.nthreads
 
     def check_workers(self, role: str, timeout: float) -> None:
         """Wait for a first worker, then check that every worker can run ``role``'s tasks."""
