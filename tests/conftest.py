@@ -22,6 +22,17 @@ REPO = Path(__file__).resolve().parent.parent
 CliResult = tuple[int, str, str]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``@pytest.mark.slow`` tests unless ``-m`` selects them (``-m slow``)."""
+    expr = config.getoption("-m") or ""
+    if "slow" in expr and "not slow" not in expr:
+        return
+    skip = pytest.mark.skip(reason="slow soak: run with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for child processes: unbuffered, the repo importable."""
     env = dict(os.environ)
