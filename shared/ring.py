@@ -522,22 +522,10 @@ class RingWriter(StreamWriter):
             "consumers": {},
         }
         self._cond = threading.Condition(self._lock)
-        created = not path.exists()
-        if created:
-            # The set-up order of a file stream (StreamWriter._create): our sidecar
-            # claims the name first (exclusively without --overwrite), so whatever a
-            # kill leaves has it beside the data file and --resume starts afresh.
-            try:
-                self._publish(exclusive=not overwrite)
-            except FileExistsError:
-                raise UsageError(
-                    f"{self.sidecar} exists; pass --overwrite to replace it or --resume to "
-                    "continue it"
-                ) from None
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # no truncation before the lock
-        self._lock_fd(fd)
-        self._fd = fd
-        self._remove_stale_temps()
+        # The set-up order of a file stream: our sidecar claims the name first, so
+        # whatever a kill leaves has it beside the data file and --resume starts afresh.
+        created = self._claim_and_lock(overwrite)
+        fd = self._fd
         if not self._keep_cursors:
             # No consumer can be attached to this ring yet (its data file has no
             # header): cursors left there belong to a replaced stream.

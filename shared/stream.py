@@ -452,22 +452,8 @@ class StreamWriter:
             "heartbeat": time.time(),
             "chunks": [None] * self.layout.num_chunks,
         }
-        created = not path.exists()
-        if created:
-            # Claim the name first.  Without --overwrite the claim is exclusive (a hard
-            # link), so of two producers starting the same new stream one is refused.
-            try:
-                self._publish(exclusive=not overwrite)
-            except FileExistsError:
-                raise UsageError(
-                    f"{self.sidecar} exists; pass --overwrite to replace it or --resume to "
-                    "continue it"
-                ) from None
-        # Open without truncating so that a live producer's lock is honoured first.
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        self._lock_fd(fd)
-        self._fd = fd
-        self._remove_stale_temps()
+        created = self._claim_and_lock(overwrite)
+        fd = self._fd
         try:
             self._publish()  # ours now (replacing a previous run's sidecar, if any)
             os.ftruncate(fd, 0)
@@ -489,6 +475,29 @@ class StreamWriter:
                 for p in (path, self.sidecar):  # data first: a lone sidecar is still ours
                     p.unlink(missing_ok=True)
             raise
+
+    def _claim_and_lock(self, overwrite: bool) -> bool:
+        """Claim the stream's name with our sidecar, then open and lock the data file.
+
+        A new stream's sidecar is published first; without ``overwrite`` the claim is
+        exclusive (a hard link), so of two producers starting the same new stream one
+        is refused.  The data file is opened without truncating so that a live
+        producer's lock is honoured first.  Returns whether the data file was new.
+        """
+        created = not self.path.exists()
+        if created:
+            try:
+                self._publish(exclusive=not overwrite)
+            except FileExistsError:
+                raise UsageError(
+                    f"{self.sidecar} exists; pass --overwrite to replace it or --resume to "
+                    "continue it"
+                ) from None
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._lock_fd(fd)
+        self._fd = fd
+        self._remove_stale_temps()
+        return created
 
     def _reserve(self, size: int) -> None:
         try:
@@ -538,18 +547,7 @@ class StreamWriter:
             raise FormatError(
                 f"{path}: sidecar says {doc['dtype']} but the NPY header says {info.dtype}"
             )
-        want = {"num_samples": n, "dtype": dtype, **extra}
-        for key, value in want.items():
-            have = doc.get(key)
-            if have != value:
-                if isinstance(have, dict) and isinstance(value, dict):
-                    # Name the generation parameter that differs (seed, seasonality, ...).
-                    key = next(k for k in {**have, **value} if have.get(k) != value.get(k))
-                    have, value = have.get(key), value.get(key)
-                raise UsageError(
-                    f"cannot resume {path}: parameter '{key}' differs "
-                    f"(stream has {json.dumps(have)}, asked for {json.dumps(value)})"
-                )
+        resume_mismatch(path, doc, {"num_samples": n, "dtype": dtype, **extra})
         if fresh:
             # Killed while setting up (perhaps before the data file existed or had its
             # header): nothing is worth keeping, so resuming is starting afresh.
