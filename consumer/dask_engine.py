@@ -9,11 +9,12 @@ checkpoint, summary and finish); only where the kernels run differs.
   absolute chunk index (``shared.spans``, ``--span`` samples); a span is
   submitted once its last chunk is released (or the stream ends), so a live
   stream is processed as it is committed.
-* A task reads its span with the detector's halo once from the store (the
-  ``.npy`` on a shared filesystem, or a Zarr store) into a buffer its thread
-  reuses, and runs the local engine's worker (``consumer.run._Worker``:
-  ``window_for``, ``process``, the unit map) on each of the span's chunks from
-  it, so every result equals the local engine's bit for bit.  It
+* A task runs the local engine's worker (``consumer.run._Worker``:
+  ``window_for``, ``process``, the unit map) on each chunk of its span with the
+  detector's halo, read from the store (the ``.npy`` on a shared filesystem,
+  window by window as the local engine reads; a Zarr store once for the span
+  and its halo) into a buffer its thread reuses, so every result equals the
+  local engine's bit for bit.  It
   writes the span's Parquet rows as the hidden temporary of the part whose
   number the driver gave it (``.part-<k>.parquet.tmp`` in the rows dataset, one
   row group per chunk; rerunning the task rewrites the same bytes) and its
@@ -35,6 +36,8 @@ import dataclasses
 import os
 import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -74,24 +77,38 @@ class Source:
     layout: Layout
     storage_options: dict
 
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Samples ``[start, stop)`` into this thread's task buffer, from a store or file
-        opened for this read only (on NFS, opening revalidates the client's cache:
-        close-to-open consistency)."""
-        out = task_buffer(stop - start, self.layout.dtype)
-        if self.zarr:
-            with ZarrStreamReader(self.location, self.storage_options, self.layout) as r:
-                return r.read_into(start, stop, out)
-        with _SamplesFile(self.location, self.layout) as r:
-            return r.read_into(start, stop, out)
+    @contextmanager
+    def span_reader(self, detector: Detector, span: Span) -> Iterator[Any]:
+        """A reader of ``span``'s chunk windows for the local engine's worker.
+
+        A file is read window by window, each while it is hot in cache (as the local
+        engine reads); a Zarr store once for the span and its halo (one request per
+        shard).  Either is opened for this task only: on NFS, opening revalidates the
+        client's cache (close-to-open consistency).
+        """
+        if not self.zarr:
+            with _SamplesFile(self.location, self.layout) as r:
+                yield r
+            return
+        layout = self.layout
+        windows = [detector.window_for(*layout.bounds(c)) for c in range(span.first, span.last)]
+        ws, we = min(w[0] for w in windows), max(w[1] for w in windows)
+        with ZarrStreamReader(self.location, self.storage_options, layout) as r:
+            data = r.read_into(ws, we, task_buffer(we - ws, layout.dtype))
+        yield _SpanSamples(layout, ws, data)
 
 
 class _SamplesFile(StreamReader):
-    """A ``StreamReader``'s reads of a file whose layout is known (no sidecar parsed)."""
+    """A ``StreamReader`` of a file whose layout is known (no sidecar parsed), reading each
+    window into this thread's task buffer (reused by the next tasks: fresh pages cost)."""
 
     def __init__(self, path: str, layout: Layout) -> None:
         self.path, self.layout, self.doc = Path(path), layout, None
         self._fd = os.open(path, os.O_RDONLY)
+
+    def read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
+        """Samples ``[start, stop)``: a view of the task buffer (``out`` is not needed)."""
+        return super().read_into(start, stop, task_buffer(stop - start, self.layout.dtype))
 
 
 class _SpanSamples:
@@ -165,14 +182,11 @@ def _detect_span(
     span: Span,
     part: int,
 ) -> SpanRows:
-    """Task: read ``span`` and its halo once, run the local engine's worker on each of its
-    chunks, write the span's part and scores."""
-    layout = source.layout
-    windows = [detector.window_for(*layout.bounds(c)) for c in range(span.first, span.last)]
-    ws, we = min(w[0] for w in windows), max(w[1] for w in windows)
-    samples = _SpanSamples(layout, ws, source.read(ws, we))
-    worker = _Worker(samples, detector, dense, unit)
-    results = [worker(c) for c in range(span.first, span.last)]
+    """Task: run the local engine's worker on each chunk of ``span`` (with its halo),
+    write the span's part and scores."""
+    with source.span_reader(detector, span) as reader:
+        worker = _Worker(reader, detector, dense, unit)
+        results = [worker(c) for c in range(span.first, span.last)]
     tmp = temp_part(Path(parts), part)
     schema = schema_for(grid)
     write_rows(tmp, schema, [rows_table(r, schema, grid) for r in results])

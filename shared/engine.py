@@ -287,6 +287,8 @@ def connect(options: EngineOptions, role: str) -> Iterator[DaskEngine]:
                 processes=True,
                 host="127.0.0.1",
                 dashboard_address=None,
+                # No dashboard; its HTTP routes on any free port (8787 may be taken: a warning).
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                 silence_logs=logging.ERROR,
             )
             client = Client(cluster, timeout=timeout)
