@@ -312,6 +312,36 @@ def resume_mismatch(path: Path, doc: dict[str, Any], want: dict[str, Any]) -> No
 # --------------------------------------------------------------------------- writer
 
 
+def publish_loop(
+    stop: threading.Event,
+    dirty: threading.Event,
+    heartbeat_interval: float,
+    publish_interval: float,
+    publish: Callable[[], None],
+) -> None:
+    """A writer's publisher thread: ``publish()`` when ``dirty`` is set (commits arriving
+    within ``publish_interval`` of the last publish are batched into one) and at least every
+    ``heartbeat_interval`` seconds, until ``stop`` is set.
+
+    An ``OSError`` from one publish is left to the next to retry; the writer's
+    ``finish()`` and ``fail()`` publish themselves and surface persistent errors.
+    """
+    last = 0.0
+    while not stop.is_set():
+        dirty.wait(heartbeat_interval)
+        if stop.is_set():
+            break
+        wait = publish_interval - (time.monotonic() - last)
+        if wait > 0 and dirty.is_set():
+            time.sleep(wait)  # batch commits that arrive close together
+        dirty.clear()
+        try:
+            publish()
+        except OSError:
+            pass
+        last = time.monotonic()
+
+
 class StreamWriter:
     """Single writer of a stream: owns the advisory lock, the data file and the sidecar.
 
@@ -586,20 +616,9 @@ class StreamWriter:
         _atomic_write_text(self.sidecar, text, fsync=True, exclusive=exclusive)
 
     def _publisher(self) -> None:
-        last = 0.0
-        while not self._stop.is_set():
-            self._dirty.wait(self.heartbeat_interval)
-            if self._stop.is_set():
-                break
-            wait = self.publish_interval - (time.monotonic() - last)
-            if wait > 0 and self._dirty.is_set():
-                time.sleep(wait)  # batch commits that arrive close together
-            self._dirty.clear()
-            try:
-                self._publish()
-            except OSError:
-                pass  # the next publish retries; fail()/finish() surface persistent errors
-            last = time.monotonic()
+        publish_loop(
+            self._stop, self._dirty, self.heartbeat_interval, self.publish_interval, self._publish
+        )
 
     # -- writing -----------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from shared.stream import (
     StreamStatus,
     atomic_write_json,
     parse_sidecar,
+    publish_loop,
     resume_mismatch,
 )
 
@@ -371,20 +372,9 @@ class ZarrStreamWriter:
         self.where.write_sidecar(doc)
 
     def _publisher(self) -> None:
-        last = 0.0
-        while not self._stop.is_set():
-            self._dirty.wait(self.heartbeat_interval)
-            if self._stop.is_set():
-                break
-            wait = self.publish_interval - (time.monotonic() - last)
-            if wait > 0 and self._dirty.is_set():
-                time.sleep(wait)  # batch commits that arrive close together
-            self._dirty.clear()
-            try:
-                self._publish()
-            except OSError:
-                pass  # the next heartbeat retries; finish() and fail() raise
-            last = time.monotonic()
+        publish_loop(
+            self._stop, self._dirty, self.heartbeat_interval, self.publish_interval, self._publish
+        )
 
     def _shutdown(self) -> None:
         self._stop.set()
