@@ -128,8 +128,9 @@ def test_producer_bytes_equal_local_engine(client, tmp_path, dtype):
 
 
 def test_zarr_store_producer_consumer_verify(client, tmp_path):
-    """A Zarr v3 store: samples, labels and CRC-32 values equal the local ``.npy``'s
-    (chunks of one RNG block, one shard per span, the sidecar's metadata in the store);
+    """A Zarr v3 store, interrupted and resumed: samples, labels and CRC-32 values equal the
+    local ``.npy``'s (chunks of one RNG block, one shard per span, the sidecar's metadata in
+    the store);
     the consumer reading it equals the local engine on the file, dense scores to a
     second store in whole chunks; ``verify`` names a corrupted chunk."""
     zarr = pytest.importorskip("zarr")  # zarr 3 needs Python 3.11
@@ -139,9 +140,21 @@ def test_zarr_store_producer_consumer_verify(client, tmp_path):
     params = generation_params(**GEN)
     write_stream(tmp_path / "local.npy", n, params, chunk_size=CHUNK, threads=2)
     store = str(tmp_path / "gen.zarr")
-    write_stream_dask(
-        store, n, params, engine=dask_engine(client, span=2 * CHUNK), chunk_size=CHUNK
-    )
+    eng = dask_engine(client, span=2 * CHUNK)
+    stop = StopRequest()  # interrupted after its first commits, then resumed
+    with pytest.raises(Interrupted):
+        write_stream_dask(
+            store,
+            n,
+            params,
+            engine=eng,
+            chunk_size=CHUNK,
+            stop=stop,
+            on_progress=lambda k: stop.set(),
+        )
+    with ZarrStreamReader(store) as r:
+        assert r.poll().status == "failed" and 0 < r.poll().committed.sum() < 8
+    write_stream_dask(store, n, params, engine=eng, chunk_size=CHUNK, resume=True)
     local = stream_files(tmp_path / "local.npy")
     with ZarrStreamReader(store) as r:
         assert r.poll().status == "complete"
@@ -544,17 +557,29 @@ def kill_a_busy_worker(client, pids: dict, killed: list) -> None:
 
 
 def test_killed_worker_run_completes_identically(client, tmp_path):
-    """SIGKILL a worker that holds tasks mid-run: Dask reruns its tasks on the other
-    worker and the stream equals the local engine's (the consumer: ``-m slow``)."""
-    n = 24 * CHUNK
+    """SIGKILL a worker while it holds tasks of a run: Dask reruns them on the other worker
+    and the stream equals the local engine's (the consumer: ``-m slow``)."""
+    n = 64 * CHUNK
     params = generation_params(**GEN)
     write_stream(tmp_path / "local.npy", n, params, chunk_size=CHUNK, threads=2)
-    pids, killed = client.run(os.getpid), []
-    kill = partial(kill_a_busy_worker, client, pids, killed)
+    pids, killed, running = client.run(os.getpid), [], threading.Event()
+
+    def watch() -> None:  # beside the run: kill the first worker seen holding a task
+        while running.is_set() and not killed:
+            kill_a_busy_worker(client, pids, killed)
+            time.sleep(0.001)
+
     path = tmp_path / "dask.npy"
-    eng = dask_engine(client, span=CHUNK)
-    write_stream_dask(path, n, params, engine=eng, chunk_size=CHUNK, on_progress=lambda k: kill())
-    assert killed, "no worker was busy when the run made progress"
+    watcher = threading.Thread(target=watch)
+    running.set()
+    watcher.start()
+    try:
+        eng = dask_engine(client, span=CHUNK)
+        write_stream_dask(path, n, params, engine=eng, chunk_size=CHUNK)
+    finally:
+        running.clear()
+        watcher.join(30)
+    assert killed, "no worker was seen holding a task during the run"
     with pytest.raises(ProcessLookupError):
         os.kill(killed[0], 0)
     assert stream_files(path) == stream_files(tmp_path / "local.npy")
