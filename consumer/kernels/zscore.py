@@ -3,9 +3,10 @@
 The rolling z-score has two kernels with the same bits: ``_rolling_zscore``, one
 sample after another (also the dense-score path), and ``_rolling_zscore_lanes``,
 which runs 16 independent resynchronisation segments in lockstep as SIMD lanes
-(the consumer's flags-only path).  All are written so that the flags of sample ``i`` depend only on the data and
-on ``i`` itself, never on where a chunk starts: that is what makes chunked,
-threaded and tailed runs produce exactly the indices of one whole-series call.
+(the consumer's flags-only path).  All are written so that the flags of sample
+``i`` depend only on the data and on ``i`` itself, never on where a chunk starts:
+that is what makes chunked, threaded and tailed runs produce exactly the indices
+of one whole-series call.
 """
 
 from __future__ import annotations
