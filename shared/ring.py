@@ -57,7 +57,6 @@ from shared.stream import (
     _atomic_write_text,
     atomic_write_json,
     check_output_path,
-    load_sidecar,
     npy_header,
     read_npy_header,
     resume_mismatch,
@@ -595,16 +594,9 @@ class RingWriter(StreamWriter):
         """Continue the ring; start it if it does not exist or was killed while setting up
         (the states of ``StreamWriter._open_resume``)."""
         path = self.path
-        if path.is_dir():
-            raise UsageError(f"{path}: is a directory")
-        if not self.sidecar.exists():
-            if path.exists():
-                raise UsageError(
-                    f"{path}: exists but has no sidecar ({self.sidecar.name}), so it is not "
-                    "a stream this program wrote; nothing to resume (--overwrite replaces it)"
-                )
+        doc = self._sidecar_to_resume()
+        if doc is None:
             return self._create(n, dtype, chunk_size, extra, overwrite=False)  # not begun
-        doc = load_sidecar(self.sidecar)
         if doc.get("kind") != RING_KIND:
             raise UsageError(f"{path}: a file stream, not a ring; resume it without --ring")
         resume_mismatch(path, doc, {"num_samples": n, "dtype": dtype, **extra})

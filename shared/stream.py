@@ -545,14 +545,10 @@ class StreamWriter:
             else:
                 raise
 
-    def _open_resume(self, n: int, dtype: str, chunk_size: int, extra: dict[str, Any]) -> None:
-        """Continue the stream; start it if it does not exist or was killed while setting up.
+    def _sidecar_to_resume(self) -> dict[str, Any] | None:
+        """The sidecar ``--resume`` continues, or None for a stream not begun (neither file).
 
-        Whatever state a kill left (see :meth:`_create`), our sidecar says what it is:
-        no sidecar and no data file is a stream not begun; a sidecar with no committed
-        chunk is one still setting up (nothing worth keeping: start afresh, keeping
-        its chunk size for any reader already following it).  A data file without a
-        sidecar is not one of ours and is refused, untouched.
+        A data file without a sidecar is not one of ours and is refused, untouched.
         """
         path = self.path
         if path.is_dir():
@@ -563,9 +559,23 @@ class StreamWriter:
                     f"{path}: exists but has no sidecar ({self.sidecar.name}), so it is not "
                     "a stream this program wrote; nothing to resume (--overwrite replaces it)"
                 )
+            return None
+        return load_sidecar(self.sidecar)
+
+    def _open_resume(self, n: int, dtype: str, chunk_size: int, extra: dict[str, Any]) -> None:
+        """Continue the stream; start it if it does not exist or was killed while setting up.
+
+        Whatever state a kill left (see :meth:`_create`), our sidecar says what it is:
+        no sidecar and no data file is a stream not begun; a sidecar with no committed
+        chunk is one still setting up (nothing worth keeping: start afresh, keeping
+        its chunk size for any reader already following it).  A data file without a
+        sidecar is not one of ours and is refused, untouched.
+        """
+        path = self.path
+        doc = self._sidecar_to_resume()
+        if doc is None:
             self._create(n, dtype, chunk_size, extra, overwrite=False)  # not begun: begin
             return
-        doc = load_sidecar(self.sidecar)
         fresh = all(c is None for c in doc["chunks"])  # nothing committed yet
         if not fresh and not path.exists():
             raise FormatError(
