@@ -413,12 +413,7 @@ class DaskConsumerRun(_ConsumerRun):
                 pass
             for first in [c for c, f in inflight.items() if f.done()]:
                 done[first] = inflight.pop(first).result()  # a task's error is raised here
-            while outputs.next_chunk in done:
-                r = done.pop(outputs.next_chunk)
-                outputs.add(r)
-                if self.hooks.on_progress:
-                    self.hooks.on_progress(r.stop - r.start)
-            outputs.maybe_publish(self.summary)
+            self._drain_in_order(outputs, done)
         if outputs.samples_done < self.reader.num_samples:
             self.status = "partial"  # --no-follow on an incomplete stream
 

@@ -529,14 +529,18 @@ class _ConsumerRun:
                 r = fut.result()
                 del inflight[r.chunk]
                 done[r.chunk] = r
-            while outputs.next_chunk in done:
-                r = done.pop(outputs.next_chunk)
-                outputs.add(r)
-                if self.hooks.on_progress:
-                    self.hooks.on_progress(r.stop - r.start)
-            outputs.maybe_publish(self.summary)
+            self._drain_in_order(outputs, done)
         if outputs.samples_done < self.reader.num_samples:
             self.status = "partial"  # --no-follow on an incomplete stream
+
+    def _drain_in_order(self, outputs: Outputs, done: dict[int, ChunkResult]) -> None:
+        """Hand the sinks every result that continues the chunk order; maybe publish."""
+        while outputs.next_chunk in done:
+            r = done.pop(outputs.next_chunk)
+            outputs.add(r)
+            if self.hooks.on_progress:
+                self.hooks.on_progress(r.stop - r.start)
+        outputs.maybe_publish(self.summary)
 
     def _finish(self, inflight, done) -> dict[str, Any]:
         """Keep every result finished in order, publish, and complete the summary."""

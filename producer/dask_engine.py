@@ -40,6 +40,7 @@ import numpy as np
 from producer.generate import BLOCK_SIZE, BlockGenerator
 from producer.write import (
     WriteResult,
+    _finish_run,
     _labels_space,
     _make_chunk,
     _mark_failed,
@@ -48,7 +49,7 @@ from producer.write import (
     stream_extra,
 )
 from shared.engine import DaskEngine, EngineOptions, connect
-from shared.errors import StopRequest, StreamError, UsageError
+from shared.errors import StopRequest, UsageError
 from shared.params import GenerationParams
 from shared.spans import PageSafeWriter, Span, chunks_per_span, spans, task_buffer
 from shared.stream import LABELS_SUFFIX, Layout, StreamWriter, sibling, sidecar_path
@@ -366,13 +367,7 @@ class _Run:
             t0 = time.perf_counter()
             _run_spans(self.engine, work, task, commit, stop)
             seconds = time.perf_counter() - t0
-            if stop.is_set():
-                if isinstance(stop, StopRequest):
-                    raise stop.interrupted()
-                raise StreamError("stopped before completion; use --resume")
-            if labels is not None:
-                labels.sync()
-            writer.finish()
+            _finish_run(writer, labels, stop)
         except BaseException as e:
             _mark_failed(writer, Path(str(self.path)), e)
             raise

@@ -187,13 +187,7 @@ def write_stream(
         run = _sync_chunks if sync else _async_chunks
         run(writer, gen, labels, todo, max(1, threads), lookahead, stop, fsync, on_progress)
         seconds = time.perf_counter() - t0
-        if stop.is_set():
-            if isinstance(stop, StopRequest):
-                raise stop.interrupted()
-            raise StreamError("stopped before completion; use --resume")
-        if labels is not None:
-            labels.sync()
-        writer.finish()
+        _finish_run(writer, labels, stop)
     except BaseException as e:
         _mark_failed(writer, path, e)
         raise
@@ -228,6 +222,17 @@ def _open_labels(writer, gen, params, labels_path: Path, overwrite: bool, resume
     labels = _Labels(labels_path, gen, keep)
     writer.write_labels_meta(labels_file=labels.path.name, num_labels=labels.total)
     return labels
+
+
+def _finish_run(writer, labels: _Labels | None, stop) -> None:
+    """End a run whose workers returned: raise if it was stopped, else mark it complete."""
+    if stop.is_set():
+        if isinstance(stop, StopRequest):
+            raise stop.interrupted()
+        raise StreamError("stopped before completion; use --resume")
+    if labels is not None:
+        labels.sync()
+    writer.finish()
 
 
 def _mark_failed(writer: StreamWriter, path: Path, e: BaseException) -> None:
