@@ -3,6 +3,7 @@
     python bench/dask_scaling.py --n 67108864 --stl_n 8388608 \\
         --spans 1048576 4194304 16777216 --scale_span 4194304 --stl_span 2097152 \\
         --rounds 3 --dir /dev/shm --out dask_scaling.json
+    python bench/dask_scaling.py --n 268435456 --spans 16777216 --rounds 9 --overhead_only
 
 Overhead: the local engine on one thread against a ``LocalCluster`` of one worker
 process with one thread, for each of ``--spans`` (samples per task), generating a
@@ -183,6 +184,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--dir", default="/dev/shm", help="where the streams are written")
     ap.add_argument("--out", default="dask_scaling.json")
+    ap.add_argument(
+        "--overhead_only", action="store_true", help="skip the 1 -> 2 worker scaling runs"
+    )
     args = ap.parse_args()
     import tempfile
 
@@ -191,11 +195,15 @@ def main() -> None:
     scale = {"generation": args.scale_span, "zscore": args.scale_span, "stl": args.stl_span}
     overhead = [(s, what) for s in sorted(args.spans) for what in ("generation", "zscore")]
     scaling = [(what, scale[what]) for what in STAGES]
-    plan = [(what, t, None) for t in (1, 2) for what in STAGES]  # the local engine
-    plan += [(what, 1, span) for span, what in overhead]
-    plan += [
-        (what, w, span) for w in (1, 2) for what, span in scaling if (what, w, span) not in plan
-    ]
+    if args.overhead_only:
+        plan = [(what, 1, None) for what in ("generation", "zscore")]  # the local engine
+        plan += [(what, 1, span) for span, what in overhead]
+    else:
+        plan = [(what, t, None) for t in (1, 2) for what in STAGES]  # the local engine
+        plan += [(what, 1, span) for span, what in overhead]
+        plan += [
+            (what, w, span) for w in (1, 2) for what, span in scaling if (what, w, span) not in plan
+        ]
     with tempfile.TemporaryDirectory(dir=args.dir) as d:
         bench = Bench(args.n, args.stl_n, Path(d), args.rounds)
         bench.run(plan)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import glob
 import json
-import mmap
 import os
 import threading
 import time
@@ -216,29 +215,11 @@ class _Worker:
         return ChunkResult(chunk, start, stop, idx, values, scores, dense)
 
     def _mapped(self, ws: int, we: int) -> np.ndarray | None:
-        """Samples ``[ws, we)`` of a plain file stream as a private map of its pages.
-
-        No copy: the kernel reads the page cache (a read of 1e9 float64 samples into a
-        buffer alone costs about 0.8 s here).  The map goes when the last view of it
-        does, at the end of the chunk, so RSS stays O(threads x chunk).  None (read
-        instead) for other readers, a window that wraps around a ring, or a window
-        past the end of the file (damaged: ``read_into`` names the problem).
-        """
-        reader, layout = self.reader, self.reader.layout
-        pieces = list(layout.pieces(ws, we))
-        if type(reader) is not StreamReader or len(pieces) != 1 or we <= ws:
+        """Samples ``[ws, we)`` mapped in place (``StreamReader.map_window``), or None
+        (read instead) for readers that are not files."""
+        if not isinstance(self.reader, StreamReader):
             return None
-        offset, size = pieces[0][0], (we - ws) * layout.itemsize
-        fd = os.open(reader.path, os.O_RDONLY)
-        try:
-            if os.fstat(fd).st_size < offset + size:
-                return None
-            base = offset - offset % mmap.ALLOCATIONGRANULARITY
-            # ACCESS_COPY: a writable array (the kernels are compiled for those), never written.
-            pages = mmap.mmap(fd, offset - base + size, access=mmap.ACCESS_COPY, offset=base)
-        finally:
-            os.close(fd)
-        return np.frombuffer(pages, layout.dtype, we - ws, offset - base)
+        return self.reader.map_window(ws, we)
 
 
 def run_consumer(

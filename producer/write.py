@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -313,6 +314,9 @@ def _async_chunks(writer, gen, labels, todo, threads, lookahead, stop, fsync, on
     order_lock = threading.Lock()
     failure = _Failure(threading.Event())
 
+    # A preallocated ring's slots are generated in place (no pwrite copy).
+    in_place = writer.maps_slots
+
     def halted() -> bool:
         return stop.is_set() or failure.stop.is_set()
 
@@ -326,7 +330,10 @@ def _async_chunks(writer, gen, labels, todo, threads, lookahead, stop, fsync, on
             if not writer.claim(chunk, halted):  # a ring waits for the chunk's slot
                 return
             a, b = layout.bounds(chunk)
-            checksum = _make_chunk(gen, labels, a, b, block_buf, writer.write_at)
+            if in_place:
+                checksum = writer.fill_slot(chunk, partial(_make_chunk, gen, labels, a, b))
+            else:
+                checksum = _make_chunk(gen, labels, a, b, block_buf, writer.write_at)
             if fsync and labels is not None:
                 labels.sync()
             writer.commit(chunk, checksum)

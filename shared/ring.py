@@ -34,6 +34,7 @@ its own checkpoint has made those chunks unnecessary.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import re
 import shutil
@@ -775,6 +776,44 @@ class RingWriter(StreamWriter):
                 )
 
     # -- writing -----------------------------------------------------------------------
+
+    @property
+    def maps_slots(self) -> bool:
+        """Whether workers may generate straight into the slots (:meth:`fill_slot`).
+
+        Only when every byte of the data file is allocated (a preallocated ring):
+        a store through a map into a hole that the filesystem cannot fill kills
+        the process with SIGBUS, where ``pwrite`` would return ENOSPC.
+        """
+        if self._fd < 0:
+            return False
+        return os.fstat(self._fd).st_blocks * 512 >= self.layout.file_size
+
+    def fill_slot(self, chunk: int, fill: Callable[[np.ndarray], int]) -> int:
+        """Call ``fill(view)`` with ``chunk``'s slot as a writable array over a shared
+        map (after ``claim``; visible at ``commit``); return what it returns.
+
+        Generating in place saves the copy ``pwrite`` makes (a fifth of the producer's
+        time on a ring in /dev/shm).  The map covers only this chunk and is unmapped
+        before returning, so the writer's RSS stays O(threads x chunk);
+        ``MAP_POPULATE`` faults its pages in with one call.  ``fill`` must not keep
+        the view.
+        """
+        a, b = self.layout.bounds(chunk)
+        offset = self.layout.offset(a)
+        base = offset - offset % mmap.ALLOCATIONGRANULARITY
+        size = (b - a) * self.layout.itemsize
+        pages = mmap.mmap(
+            self._fd,
+            offset - base + size,
+            flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
+            prot=mmap.PROT_READ | mmap.PROT_WRITE,
+            offset=base,
+        )
+        # If ``fill`` raises, its traceback holds the view: the map goes with it.
+        result = fill(np.frombuffer(pages, self.layout.dtype, b - a, offset - base))
+        pages.close()  # BufferError if ``fill`` kept a view: a bug
+        return result
 
     def write_at(self, sample: int, data: np.ndarray) -> None:
         """Write samples at ``sample`` into their slots (after ``claim``; visible at ``commit``)."""

@@ -495,6 +495,10 @@ class ZarrStreamReader(StreamReader):
             chunks,
         )
 
+    def map_window(self, start: int, stop: int) -> None:
+        """Never: a store's samples are not one file's pages (``read_into`` reads them)."""
+        return None
+
     def read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
         """Read samples ``[start, stop)`` into the front of ``out``; returns that view."""
         view = out[: stop - start]

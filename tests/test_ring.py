@@ -271,6 +271,25 @@ def test_a_slot_is_claimed_only_over_its_previous_chunk(tmp_path):
 # -- same outputs as a file ----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("preallocate", [True, False])
+def test_async_ring_slots_in_place_or_by_pwrite_hold_the_file_bytes(
+    file_ref, tmp_path, preallocate
+):
+    """A preallocated ring's slots are generated in place through a shared map; a sparse
+    ring's (where a store into a hole could SIGBUS) are written with pwrite: the same bytes."""
+    ring = tmp_path / "r.npy"
+    opened = []
+    write_file(
+        ring,
+        ring=parse_size("--ring", RING),
+        ring_consumers=0,  # nobody to wait for: it runs round the ring twice at once
+        preallocate=preallocate,
+        on_open=lambda writer, todo: opened.append(writer.maps_slots),
+    )
+    assert opened == [preallocate]
+    assert_ring_holds_the_file_tail(ring, file_ref)
+
+
 def test_ring_consumers_equal_the_file_streams_outputs(file_ref, tmp_path):
     """A --sync producer and three live consumers on a 9-slot ring, the stl halo six chunks."""
     ring = tmp_path / "r.npy"
