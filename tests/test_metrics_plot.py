@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -12,13 +13,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-import matplotlib.image
 import numpy as np
 import pytest
+from PIL import Image
 
 from shared.errors import FormatError, UsageError
 from shared.metrics import MetricsRecorder, peak_rss_bytes, read_metrics
-from shared.plot import lag_series, load_series, main, render_throughput, samples_per_second
+from shared.plot import (
+    _png_bytes,
+    chart_axes,
+    format_ticks,
+    lag_series,
+    load_series,
+    main,
+    nice_ticks,
+    panel_boxes,
+    render_throughput,
+    samples_per_second,
+    to_pixels,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -39,8 +52,8 @@ charts = _load_charts()
 
 def _png_shape(path: Path) -> tuple[int, int]:
     assert path.read_bytes()[:8] == PNG_MAGIC
-    image = matplotlib.image.imread(path)
-    height, width = image.shape[:2]
+    with Image.open(path) as image:
+        width, height = image.size
     assert height > 0 and width > 0
     return height, width
 
@@ -189,10 +202,9 @@ def test_render_throughput_writes_png(tmp_path: Path) -> None:
     both = render_throughput([producer, consumer], tmp_path / "out" / "both.png", title="t")
     alone = render_throughput([producer], tmp_path / "alone.png")
     assert both == tmp_path / "out" / "both.png"
-    h_both, w_both = _png_shape(both)
-    h_alone, w_alone = _png_shape(alone)
-    assert w_both == w_alone
-    assert h_both > h_alone  # the lag panel only exists with both roles
+    # 10 x 7.5 in and 10 x 4.5 in at 110 dpi: the lag panel only exists with both roles.
+    assert _png_shape(both) == (825, 1100)
+    assert _png_shape(alone) == (495, 1100)
 
 
 def test_plot_cli_writes_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -233,6 +245,163 @@ def test_plot_cli_bad_files_exit_2(
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and err.startswith("plot: error:")
     assert not (tmp_path / "o.png").exists()
+
+
+# -- plot: axes, ticks, pixels ---------------------------------------------------------
+
+TAB_BLUE, TAB_ORANGE = (31, 119, 180), (255, 127, 14)  # matplotlib's tab:blue, tab:orange
+TAB_GREEN, TAB_RED = (44, 160, 44), (214, 39, 40)
+
+
+def _rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        assert image.mode == "RGB"
+        return np.asarray(image).astype(np.int16)
+
+
+def _near(rgb: np.ndarray, colour: tuple[int, int, int], tol: int = 12) -> np.ndarray:
+    return np.all(np.abs(rgb - np.array(colour)) <= tol, axis=-1)
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "max_ticks", "expected"),
+    [
+        (0.0, 87e6, 6, [0, 20e6, 40e6, 60e6, 80e6]),
+        (-26e6, 62e6, 6, [-20e6, 0, 20e6, 40e6, 60e6]),
+        (0.0, 1.0, 6, [0, 0.2, 0.4, 0.6, 0.8, 1.0]),
+        (0.3, 0.7, 6, [0.3, 0.4, 0.5, 0.6, 0.7]),
+        (0.0, 5.3, 11, [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5]),
+        (0.0, 10.0, 11, list(range(11))),
+        (1.0, 1.0001, 6, [1.0, 1.00002, 1.00004, 1.00006, 1.00008, 1.0001]),
+        (3.1e9, 3.9e9, 6, [3.2e9, 3.4e9, 3.6e9, 3.8e9]),
+    ],
+)
+def test_nice_ticks_hand_computed(
+    lo: float, hi: float, max_ticks: int, expected: list[float]
+) -> None:
+    ticks = nice_ticks(lo, hi, max_ticks)
+    np.testing.assert_allclose(ticks, expected, rtol=1e-12, atol=1e-12 * abs(hi))
+
+
+def test_nice_ticks_finest_fitting_one_two_five_step() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        span = float(rng.uniform(0.01, 10) * 10.0 ** rng.integers(-6, 10))
+        lo = span * float(rng.uniform(-20, 20))  # axes here start within a few spans of 0
+        hi = lo + span
+        max_ticks = int(rng.integers(5, 12))
+        ticks = nice_ticks(lo, hi, max_ticks)
+        step = float(ticks[-1] - ticks[0]) / (ticks.size - 1)
+        # k * step far from 0 carries rounding of the tick's size, not the step's.
+        np.testing.assert_allclose(np.diff(ticks), step, rtol=1e-9, atol=1e-14 * abs(ticks).max())
+        mantissa = step / 10.0 ** math.floor(math.log10(step) + 1e-9)
+        assert min(abs(mantissa - m) for m in (1, 2, 5)) < 1e-6
+        assert 2 <= ticks.size <= max_ticks
+        assert lo - 1e-9 * span <= ticks[0] and ticks[-1] <= hi + 1e-9 * span
+        assert ticks[0] - step < lo and ticks[-1] + step > hi  # no tick left out
+        # The next finer 1-2-5 step would give too many ticks (or the finest is in use).
+        finer = step / 2.5 if abs(mantissa - 5) < 1e-6 else step / 2
+        count = math.floor(hi / finer + 1e-9) - math.ceil(lo / finer - 1e-9) + 1
+        assert count > max_ticks
+
+
+def test_nice_ticks_rejects_bad_ranges() -> None:
+    for lo, hi in ((1.0, 1.0), (2.0, 1.0), (0.0, float("nan")), (0.0, float("inf"))):
+        with pytest.raises(ValueError, match="lo < hi"):
+            nice_ticks(lo, hi)
+    with pytest.raises(ValueError, match="max_ticks"):
+        nice_ticks(0.0, 1.0, max_ticks=4)
+
+
+def test_format_ticks_si_suffixes() -> None:
+    assert format_ticks([0, 20e6, 40e6, 60e6, 80e6]) == ["0", "20M", "40M", "60M", "80M"]
+    assert format_ticks([0, 0.5e6, 1e6, 1.5e6]) == ["0", "0.5M", "1.0M", "1.5M"]
+    assert format_ticks([0, 200e3, 400e3]) == ["0", "200k", "400k"]
+    assert format_ticks([-20e6, 0, 20e6]) == ["-20M", "0", "20M"]
+    assert format_ticks([2e9, 4e9]) == ["2G", "4G"]
+    assert format_ticks([0, 2, 4]) == ["0", "2", "4"]
+    assert format_ticks([0, 0.5, 1.0, 1.5], si=False) == ["0", "0.5", "1.0", "1.5"]
+    assert format_ticks([1000, 2000], si=False) == ["1000", "2000"]
+
+
+def test_to_pixels_maps_limits_onto_pixels() -> None:
+    rows = to_pixels([0.0, 25.0, 100.0, 110.0], (0.0, 100.0), (400.0, 100.0))
+    np.testing.assert_allclose(rows, [400.0, 325.0, 100.0, 70.0])  # y grows downwards
+    np.testing.assert_allclose(to_pixels(-1.0, (-2.0, 2.0), (10.0, 50.0)), 20.0)
+    with pytest.raises(ValueError, match="limits"):
+        to_pixels(1.0, (3.0, 3.0), (0.0, 10.0))
+
+
+def test_panel_boxes_fit_the_image_and_stack() -> None:
+    (only,) = panel_boxes(1)
+    top, bottom = panel_boxes(2)
+    assert 0 < only.left < only.right < 1100 and 0 < only.top < only.bottom < 495
+    assert (top.left, top.right) == (bottom.left, bottom.right) == (only.left, only.right)
+    assert top.top == only.top and top.bottom < bottom.top and bottom.bottom < 825
+    assert top.bottom - top.top == bottom.bottom - bottom.top
+    with pytest.raises(ValueError, match="n_panels"):
+        panel_boxes(3)
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (1, 5), (4, 1)])
+def test_png_bytes_round_trip_through_pillow(tmp_path: Path, shape: tuple[int, int]) -> None:
+    # Random bytes make every "Up" difference wrap around somewhere.
+    rgb = np.random.default_rng(3).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    path = tmp_path / "x.png"
+    path.write_bytes(_png_bytes(rgb))
+    np.testing.assert_array_equal(_rgb(path), rgb)
+
+
+def test_chart_draws_each_role_in_its_colour(tmp_path: Path) -> None:
+    files = [tmp_path / f"{role}.jsonl" for role in ("producer", "consumer", "checker")]
+    for path, pid, rate in zip(files, (1, 2, 3), (3e6, 2e6, 1e6), strict=True):
+        _write_metrics(path, path.stem, pid, 1000.0, rate, 20)
+    both = _rgb(render_throughput(files, tmp_path / "both.png"))
+    alone = _rgb(render_throughput(files[:1], tmp_path / "alone.png"))
+    top, bottom = panel_boxes(2)
+
+    def columns(mask: np.ndarray, box: Any) -> int:
+        """Columns of the box with a pixel of the colour."""
+        return int(mask[box.top : box.bottom + 1, box.left : box.right + 1].any(axis=0).sum())
+
+    # Rates at interval midpoints 0.25..9.25 s of a 0..9.5 s axis; the lag spans it all.
+    rate_cols, lag_cols = 9.0 / 9.5 * (top.right - top.left), bottom.right - bottom.left
+    cases = [(TAB_BLUE, top, bottom, rate_cols), (TAB_ORANGE, top, bottom, rate_cols),
+             (TAB_GREEN, top, bottom, rate_cols), (TAB_RED, bottom, top, lag_cols)]  # fmt: skip
+    for colour, box, other, span in cases:
+        mask = _near(both, colour)
+        assert columns(mask, box) >= 0.97 * span, colour
+        assert columns(mask, other) == 0, colour
+    assert columns(_near(alone, TAB_BLUE), panel_boxes(1)[0]) >= 0.97 * rate_cols
+    assert not _near(alone, TAB_ORANGE).any() and not _near(alone, TAB_RED).any()
+
+
+def test_constant_rates_lie_on_their_mapped_rows(tmp_path: Path) -> None:
+    producer, consumer = tmp_path / "p.jsonl", tmp_path / "c.jsonl"
+    _write_metrics(producer, "producer", 1, 1000.0, 3e6, 21)  # 0..10 s
+    _write_metrics(consumer, "consumer", 2, 1000.0, 2e6, 21)
+    rate_axes, lag_axes = chart_axes(load_series([producer, consumer]))
+    assert rate_axes.xlim == lag_axes.xlim == (0.0, 10.0)
+    assert rate_axes.ylim[0] == 0.0 and 3e6 < rate_axes.ylim[1] <= 3.3e6
+    rgb = _rgb(render_throughput([producer, consumer], tmp_path / "chart.png"))
+    col = round(float(rate_axes.x_pixels(5.5)))  # between ticks: no tick mark or label
+    column = rgb[:, col]
+
+    def row_of(colour: tuple[int, int, int]) -> float:
+        rows = np.flatnonzero(_near(column, colour))
+        assert rows.size and np.ptp(rows) <= 3, (colour, rows)
+        return float(rows.mean())
+
+    assert row_of(TAB_BLUE) == pytest.approx(float(rate_axes.y_pixels(3e6)), abs=1.0)
+    assert row_of(TAB_ORANGE) == pytest.approx(float(rate_axes.y_pixels(2e6)), abs=1.0)
+    # The lag grows by 1e6 samples/s from 0: 5.5e6 at 5.5 s.
+    assert row_of(TAB_RED) == pytest.approx(float(lag_axes.y_pixels(5.5e6)), abs=1.0)
+    # Independent of the mapping: heights above the panel's bottom edge scale as the rates.
+    frame = np.flatnonzero(np.all(column[: lag_axes.box.top] == 0, axis=-1))
+    assert frame.size == 2  # the rate panel's top and bottom edges
+    bottom = frame[1]
+    ratio = (bottom - row_of(TAB_BLUE)) / (bottom - row_of(TAB_ORANGE))
+    assert ratio == pytest.approx(1.5, abs=0.03)
 
 
 # -- bench charts -----------------------------------------------------------------
