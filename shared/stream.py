@@ -1018,6 +1018,8 @@ class CommitFollower:
 
     def refresh(self) -> StreamStatus:
         """The stream's status, re-read if it is older than ``poll_interval``."""
+        if self.status is not None and self.status.status == "complete":
+            return self.status  # a complete stream no longer changes: no more re-reads
         now = time.monotonic()
         if self.status is None or now - self._last_poll >= self.poll_interval:
             self.status = self.reader.poll()
