@@ -151,7 +151,12 @@ def worker(tree: str, cases: list[str], repeats: int, verify: bool) -> None:
 
 
 def _baseline_tree(rev: str) -> str:
-    """``git archive rev`` unpacked into a temp dir named by its commit (kept: numba cache)."""
+    """``git archive rev`` unpacked into a temp dir named by its commit (kept: numba cache).
+
+    A directory is taken as it is (another checkout or copy of the tree).
+    """
+    if Path(rev).is_dir():
+        return str(Path(rev).resolve())
     sha = subprocess.check_output(["git", "rev-parse", rev], cwd=ROOT, text=True).strip()
     tree = Path(tempfile.gettempdir()) / f"tsstream-kernel-{sha[:12]}"
     if not tree.exists():
@@ -178,7 +183,7 @@ def _msps(times: list[float]) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--baseline", metavar="REV", help="git revision to compare with")
+    p.add_argument("--baseline", metavar="REV", help="git revision (or tree) to compare with")
     p.add_argument("--repeats", type=int, default=7, help="timed runs per case and process")
     p.add_argument("--rounds", type=int, default=3, help="worker processes per tree")
     p.add_argument("--cases", default=",".join(CASES), help="comma-separated subset")
@@ -204,7 +209,8 @@ def main() -> None:
             for c in cases:
                 for kind in ("blocks", "fill"):
                     times[name][c][kind] += got["times"][c][kind]
-            digests[name] = got.get("digests")
+            if verify:
+                digests[name] = got["digests"]
 
     print(f"M samples/s, median of {args.rounds} x {args.repeats} runs of 2^20 samples, 1 thread")
     head = f"{'case':<12} {'what':<7}" + "".join(f"{n:>10}" for n in trees)

@@ -32,19 +32,19 @@ import numpy as np
 from numba import njit
 
 from producer.sampling import (
-    _LAYER_MASK,
+    _SIGNED_LAYER,
     _TWO_M53,
     _U1,
-    _U8,
     _U11,
     GOLDEN,
     ZIGGURAT_R,
     _anomaly_counts,
     _anomaly_positions,
     _mix,
+    _normal_second_try,
     _normal_slow,
     block_keys,
-    ziggurat_tables,
+    signed_ziggurat,
 )
 from shared.params import GenerationParams, ParamError, generation_params
 
@@ -57,79 +57,161 @@ BIT_GENERATOR = "SplitMix64"
 # 2: SplitMix64 counter draws + 256-layer ziggurat, geometric-gap anomalies.
 ALGORITHM = 2  # bump when the formula or the RNG keying changes
 
-_W, _K, _F = ziggurat_tables()
+_ZIGGURAT = signed_ziggurat()
+_RUN = 2048  # samples per run of the draw loop: its rejection list stays in L1
+
+
+@njit(cache=True, nogil=True)
+def _value(z, loc, scale, table, j, i, period, amplitude, phase, slope, spike):
+    """Sample ``i`` from its unit variate ``z``: the module formula, in its order.
+
+    Terms that are absent are passed as ``None`` (the seasonal table and ``j``,
+    ``period``, ``slope``, ``spike``): numba compiles one version per combination
+    and drops their code there (dead-branch pruning on ``None`` arguments), so no
+    loop tests a flag per sample.  An absent term is not added as 0.0, which
+    would turn a -0.0 into +0.0.
+    """
+    y = loc + scale * z
+    if table is not None:
+        y = y + table[j]
+    elif period is not None:
+        x = float(i)
+        ph = x - period * math.floor(x / period)  # i mod period, keeps the angle small
+        y = y + amplitude * math.sin(2.0 * math.pi * ph / period + phase)
+    if slope is not None:
+        y = y + slope * float(i)
+    if spike is not None:
+        y = y + spike
+    return y
+
+
+@njit(cache=True, nogil=True)
+def _unit(r, k1, t, zig):
+    """Unit variate of draw ``r`` at block position ``t``: U[0, 1), or the full ziggurat."""
+    if zig is None:
+        return float(np.int64(r >> _U11)) * _TWO_M53
+    ws, ks, f = zig
+    h = r >> _U11
+    if h < ks[r & _SIGNED_LAYER]:
+        return float(np.int64(h)) * ws[r & _SIGNED_LAYER]
+    return _normal_slow(r, k1, t, ws, ks, f, ZIGGURAT_R)
+
+
+@njit(cache=True, nogil=True)
+def _draw_run(out, c, zig, loc, scale, table, j, i0, period, amplitude, phase, slope, missed):
+    """Fill ``out`` with fast-path samples; list the ziggurat misses, return their count.
+
+    ``out[u]`` is sample ``i0 + u`` (draw counter ``c + (u + 1) * GOLDEN``, table
+    entry ``table[j + u]``, which must not wrap).  The loop has no data-dependent
+    branch: every normal sample takes the fast path (one multiply by the signed
+    table), and its position is written to ``missed`` unconditionally, the count
+    advancing only on a miss (about 1.5%), so the CPU never mispredicts; the
+    caller redoes the missed samples.  Uniform samples never miss.  Unsigned
+    indices spare numba's negative-index test.
+    """
+    k = 0
+    if zig is not None:
+        ws, ks, _ = zig
+    for u in range(out.shape[0]):
+        c += GOLDEN
+        r = _mix(c)
+        if zig is None:
+            z = float(np.int64(r >> _U11)) * _TWO_M53
+        else:
+            h = r >> _U11
+            z = float(np.int64(h)) * ws[r & _SIGNED_LAYER]
+            missed[k] = u
+            k += h >= ks[r & _SIGNED_LAYER]
+        ju = j + np.uint64(u)
+        out[u] = _value(z, loc, scale, table, ju, i0 + u, period, amplitude, phase, slope, None)
+    return k
+
+
+@njit(cache=True, nogil=True)
+def _redo_misses(
+    out, missed, k, c, t0, k1, zig, loc, scale, table, j, i0, period, amplitude, phase, slope
+):
+    """Finish the ``k`` misses of ``_draw_run`` (same arguments); return those left.
+
+    Each takes ``_normal_second_try`` (straight-line, so the misses overlap in
+    the pipeline); the few it cannot finish are compacted to the front of
+    ``missed`` for ``_redo``.
+    """
+    ws, ks, f = zig
+    left = 0
+    for q in range(k):
+        u = missed[q]
+        r = _mix(c + np.uint64(u + 1) * GOLDEN)
+        z, done = _normal_second_try(r, k1, t0 + u, ws, ks, f)
+        missed[left] = u
+        left += not done
+        ju = j + np.uint64(u)
+        out[u] = _value(z, loc, scale, table, ju, i0 + u, period, amplitude, phase, slope, None)
+    return left
+
+
+@njit(cache=True, nogil=True)
+def _redo(
+    out, p, first, t0, k0, k1, zig, loc, scale, table, period, amplitude, phase, slope, spike
+):
+    """Recompute ``out[p]`` from scratch (full ziggurat), adding ``spike`` unless None.
+
+    Every sample is a pure function of its position, so a missed fast path or
+    an anomaly is fixed after the run, in any order, with the same bits.
+    """
+    t = t0 + p
+    r = _mix(k0 + (np.uint64(t) + _U1) * GOLDEN)
+    z = _unit(r, k1, t, zig)
+    j = (first + p) % table.shape[0] if table is not None else 0
+    out[p] = _value(z, loc, scale, table, j, first + p, period, amplitude, phase, slope, spike)
 
 
 @njit(cache=True, nogil=True)
 def _fill_block(
-    out,
-    first,
-    t0,
-    k0,
-    k1,
-    normal,
-    W,
-    K,
-    F,
-    loc,
-    scale,
-    table,
-    period,
-    amplitude,
-    phase,
-    slope,
-    pos,
-    spike,
+    out, first, t0, k0, k1, zig, loc, scale, table, period, amplitude, phase, slope, pos, spike
 ):
-    """Draw, transform and store (part of) one RNG block in a single pass.
+    """Draw, transform and store (part of) one RNG block.
 
-    ``out[t]`` is sample ``first + t``, block-relative position ``t0 + t``.  Per
-    sample: one SplitMix64 draw (``k0``), the ziggurat fast path or a call to
-    the rejection code, the affine map, the seasonal term (from ``table`` when
-    the period is an integer, else ``sin`` of ``i mod period`` so the phase keeps
-    its precision at large i), the trend and the spike.  Draws are counter-based
-    (draw ``u`` is ``mix(k0 + (u + 1) * GOLDEN)``), so starting the counter at
-    ``t0`` gives exactly the block's samples from ``t0`` on: a chunk that begins
-    inside a block needs no scratch copy of the block's head.  ``pos`` are sorted
-    anomaly positions relative to ``out``, ``spike`` their offsets.
+    ``out[t]`` is sample ``first + t``, block-relative position ``t0 + t``.
+    Draws are counter-based (draw ``u`` is ``mix(k0 + (u + 1) * GOLDEN)``), so
+    starting the counter at ``t0`` gives exactly the block's samples from ``t0``
+    on: a chunk that begins inside a block needs no scratch copy of the block's
+    head.  The samples are made in runs that end where the seasonal table wraps
+    (so it is read straight on: no modulo, no wrap test); each run's ziggurat
+    misses are then finished (``_redo_misses``, the rare rest by ``_redo``), and
+    last the anomalies (``pos``: sorted positions relative to ``out``, ``spike``:
+    their offsets) are recomputed with their spike.  ``zig`` is the signed
+    ziggurat (None: uniform); ``table``, ``period`` (the ``sin`` path) and
+    ``slope`` are None when absent.
     """
     n = out.shape[0]
-    m = table.shape[0]
-    j = first % m if m > 0 else 0
-    k = 0
-    npos = pos.shape[0]
-    two_pi = 2.0 * math.pi
-    c = k0 + np.uint64(t0) * GOLDEN
-    for t in range(n):
-        c += GOLDEN
-        r = _mix(c)
-        if normal:
-            layer = np.intp(r & _LAYER_MASK)
-            a = r >> _U11
-            x = float(np.int64(a)) * W[layer]  # a < 2^53: exact, and a cheap signed convert
-            if a < K[layer]:
-                # x * -1.0 == -x exactly; a multiply, not a 50/50 branch the CPU mispredicts
-                z = x * (1.0 - 2.0 * float(np.int64((r >> _U8) & _U1)))
-            else:
-                z = _normal_slow(r, k1, t0 + t, W, K, F, ZIGGURAT_R)
-        else:
-            z = float(np.int64(r >> _U11)) * _TWO_M53
-        y = loc + scale * z
-        if m > 0:
-            y = y + table[j]
-            j += 1
-            if j == m:
-                j = 0
-        elif amplitude != 0.0:
-            i = float(first + t)
-            ph = i - period * math.floor(i / period)  # i mod period, keeps the angle small
-            y = y + amplitude * math.sin(two_pi * ph / period + phase)
-        if slope != 0.0:
-            y = y + slope * float(first + t)
-        if k < npos and pos[k] == t:
-            y = y + spike[k]
-            k += 1
-        out[t] = y
+    m = table.shape[0] if table is not None else _RUN
+    missed = np.empty(min(n, _RUN), np.int64)
+    a = 0
+    while a < n:
+        j = (first + a) % m
+        b = min(n, a + min(_RUN, m - j))
+        c = k0 + np.uint64(t0 + a) * GOLDEN
+        k = _draw_run(
+            out[a:b], c, zig, loc, scale, table, np.uint64(j), first + a, period, amplitude,
+            phase, slope, missed,
+        )  # fmt: skip
+        if zig is not None:
+            k = _redo_misses(
+                out[a:b], missed, k, c, t0 + a, k1, zig, loc, scale, table, np.uint64(j),
+                first + a, period, amplitude, phase, slope,
+            )  # fmt: skip
+        for q in range(k):
+            _redo(
+                out, a + missed[q], first, t0, k0, k1, zig, loc, scale, table, period,
+                amplitude, phase, slope, None,
+            )  # fmt: skip
+        a = b
+    for q in range(pos.shape[0]):
+        _redo(
+            out, pos[q], first, t0, k0, k1, zig, loc, scale, table, period, amplitude, phase,
+            slope, spike[q],
+        )  # fmt: skip
 
 
 MAX_TABLE = 1 << 24  # samples of a several-component seasonal table (128 MiB)
@@ -185,6 +267,9 @@ class BlockGenerator:
                 self.table = s.amplitude * np.sin(2.0 * np.pi * j / s.integer_period + s.phase)
             else:
                 self.table = np.empty(0, np.float64)
+        if 0 < len(self.table) < _RUN:
+            # Whole periods, at least a run long: the kernel's runs end where the table wraps.
+            self.table = np.tile(self.table, -(-_RUN // len(self.table)))
         self.slope = params.trend.slope if params.trend else 0.0
         self.num_blocks = -(-num_samples // BLOCK_SIZE)
         self.normal = params.distribution.type == "normal"
@@ -212,23 +297,23 @@ class BlockGenerator:
         return np.empty(0, np.int64), np.empty(0, np.float64)
 
     def _fill(self, view, first, t0, keys, pos, spike) -> None:
+        # Absent terms as None: the kernel is compiled without them (see _value).
+        table = self.table if len(self.table) else None
+        sine = self.amplitude != 0.0 and table is None
         _fill_block(
             view,
             first,
             t0,
             keys[0],
             keys[1],
-            self.normal,
-            _W,
-            _K,
-            _F,
+            _ZIGGURAT if self.normal else None,
             self.loc,
             self.scale,
-            self.table,
-            self.period,
+            table,
+            self.period if sine else None,
             self.amplitude,
             self.phase,
-            self.slope,
+            self.slope if self.slope != 0.0 else None,
             pos,
             spike,
         )

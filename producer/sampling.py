@@ -27,6 +27,7 @@ from numba import njit
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # SplitMix64's increment: 2^64 / golden ratio, odd
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
+_U0 = np.uint64(0)
 _U1 = np.uint64(1)
 _U8 = np.uint64(8)
 _U11 = np.uint64(11)
@@ -34,6 +35,7 @@ _U27 = np.uint64(27)
 _U30 = np.uint64(30)
 _U31 = np.uint64(31)
 _LAYER_MASK = np.uint64(0xFF)
+_SIGNED_LAYER = np.uint64(0x1FF)  # layer and sign bit: an index into the signed tables
 _TWO_M53 = 2.0**-53
 
 ZIGGURAT_R = 3.6541528853610088  # right edge of the base layer (Marsaglia & Tsang, 256 layers)
@@ -61,6 +63,18 @@ def ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     k = np.array([math.floor(2.0**53 * (x[i + 1] / x[i])) for i in range(256)], np.uint64)
     fx = np.array([f(x[i]) for i in range(256)] + [1.0], np.float64)
     return w, k, fx
+
+
+def signed_ziggurat() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(WS, KS, F): W and K over 512 entries, the second half with W negated, and F.
+
+    Indexed by the low 9 bits of a draw (layer and sign bit), ``j * WS[d & 511]``
+    is ``signed(j * W[i])`` exactly (IEEE products are sign-symmetric), so the
+    fast path needs no sign instruction.  The first halves are W and K, which is
+    all ``_normal_slow`` reads.
+    """
+    w, k, f = ziggurat_tables()
+    return np.concatenate([w, -w]), np.concatenate([k, k]), f
 
 
 @njit(cache=True, nogil=True)
@@ -116,6 +130,31 @@ def _normal_slow(r, k1, t, W, K, F, R):
         x = float(j) * W[i]
         if j < K[i]:
             return _signed(x, s)
+
+
+@njit(cache=True, nogil=True)
+def _normal_second_try(r, k1, t, ws, ks, f):
+    """The first round of ``_normal_slow`` for a fast-path miss, as straight-line code.
+
+    Returns ``(z, done)``: when ``done``, ``z`` is what ``_normal_slow`` returns
+    for ``(r, k1, t)``, accepted by the first wedge test or by the fast path of
+    the next try (together about 98% of misses); otherwise (the tail layer, or
+    both failed) the caller must call ``_normal_slow``, which starts over.  Both
+    candidates are drawn up front and ``done`` is combined with ``&``/``|``, so
+    there is no loop and no call but ``exp``: a loop over many misses overlaps
+    them in the pipeline instead of waiting on each one's chain of draws.
+    ``ws``, ``ks``: the signed tables of ``signed_ziggurat`` (the wedge test
+    squares the signed ``x``: the same bits).
+    """
+    i = r & _LAYER_MASK
+    x = float(np.int64(r >> _U11)) * ws[r & _SIGNED_LAYER]
+    c = _mix(k1 + (np.uint64(t) + _U1) * GOLDEN) + GOLDEN
+    y = f[i] + _open01(_mix(c)) * (f[i + _U1] - f[i])
+    d = _mix(c + GOLDEN)
+    j = d >> _U11
+    wedge = y < math.exp(-0.5 * x * x)
+    z = x if wedge else float(np.int64(j)) * ws[d & _SIGNED_LAYER]
+    return z, (i != _U0) & (wedge | (j < ks[d & _SIGNED_LAYER]))
 
 
 @njit(cache=True, nogil=True)
