@@ -3,11 +3,11 @@
 Times, on one thread, what the producer's async writer calls
 (``BlockGenerator.blocks(start, start + N, out, reuse=True)`` with a one-block
 ``out``, fresh RNG blocks every repeat, so the per-block key and anomaly draws
-are included) and the bare fill (``BlockGenerator._fill`` of one 2^20-sample
-buffer, i.e. the numba kernel(s) alone).  Cases: ``plain`` (normal, nothing
-else), ``default`` (single_machine's defaults: integer period, so the table
-path, and anomalies), ``sin`` (a non-integer period: the ``sin`` path),
-``uniform`` and ``default-f32``.
+are included; ``label_counts`` runs first, as in the producer) and the bare
+fill (``BlockGenerator._fill`` of one 2^20-sample buffer: the numba kernel(s)
+alone).  Cases: ``plain`` (normal, nothing else), ``default`` (single_machine's
+defaults: integer period, so the table path, and anomalies), ``sin`` (a
+non-integer period: the ``sin`` path), ``uniform`` and ``default-f32``.
 
 With ``--baseline REV`` the same runs are made against ``git archive REV``
 (unpacked once into a temp dir) in alternating worker processes, and the
@@ -100,6 +100,7 @@ def _time_case(case: str, repeats: int) -> dict[str, list[float]]:
 
     gen = _generator(case, CASES, N * (repeats + 1))
     gen.warm_up()
+    gen.label_counts()  # as the producer does before it writes (space check, labels file)
     out = np.empty(BLOCK_SIZE, gen.dtype)
     blocks = []
     for r in range(repeats + 1):  # fresh blocks each time; the first round warms up

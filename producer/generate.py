@@ -58,56 +58,46 @@ BIT_GENERATOR = "SplitMix64"
 ALGORITHM = 2  # bump when the formula or the RNG keying changes
 
 _ZIGGURAT = signed_ziggurat()
-_RUN = 2048  # samples per run of the draw loop: its rejection list stays in L1
+_RUN = 2048  # samples per run of the draw loop (its list of misses stays in L1)
 
 
 @njit(cache=True, nogil=True)
-def _value(z, loc, scale, table, j, i, period, amplitude, phase, slope, spike):
-    """Sample ``i`` from its unit variate ``z``: the module formula, in its order.
+def _value(z, form, table, j, i):
+    """Sample ``i`` (before any spike) from its unit variate ``z``, in the module's order.
 
-    Terms that are absent are passed as ``None`` (the seasonal table and ``j``,
-    ``period``, ``slope``, ``spike``): numba compiles one version per combination
-    and drops their code there (dead-branch pruning on ``None`` arguments), so no
-    loop tests a flag per sample.  An absent term is not added as 0.0, which
-    would turn a -0.0 into +0.0.
+    ``form`` is (loc, scale, period, amplitude, phase, slope).  The seasonal
+    term is ``table[j]``, or without a table (``None``) the ``sin`` of ``i mod
+    period`` (the phase keeps its precision at large i) when the amplitude is
+    not 0.  An absent term is not added as 0.0, which would turn a -0.0 into
+    +0.0.  The ``None`` table is a type: numba compiles one kernel with the
+    table and one without (dead-branch pruning), so the table's loop tests no
+    flag per sample; the amplitude and slope tests are loop-invariant, and
+    LLVM hoists them out (loop unswitching).
     """
+    loc, scale, period, amplitude, phase, slope = form
     y = loc + scale * z
     if table is not None:
         y = y + table[j]
-    elif period is not None:
+    elif amplitude != 0.0:
         x = float(i)
-        ph = x - period * math.floor(x / period)  # i mod period, keeps the angle small
+        ph = x - period * math.floor(x / period)
         y = y + amplitude * math.sin(2.0 * math.pi * ph / period + phase)
-    if slope is not None:
+    if slope != 0.0:
         y = y + slope * float(i)
-    if spike is not None:
-        y = y + spike
     return y
 
 
 @njit(cache=True, nogil=True)
-def _unit(r, k1, t, zig):
-    """Unit variate of draw ``r`` at block position ``t``: U[0, 1), or the full ziggurat."""
-    if zig is None:
-        return float(np.int64(r >> _U11)) * _TWO_M53
-    ws, ks, f = zig
-    h = r >> _U11
-    if h < ks[r & _SIGNED_LAYER]:
-        return float(np.int64(h)) * ws[r & _SIGNED_LAYER]
-    return _normal_slow(r, k1, t, ws, ks, f, ZIGGURAT_R)
-
-
-@njit(cache=True, nogil=True)
-def _draw_run(out, c, zig, loc, scale, table, j, i0, period, amplitude, phase, slope, missed):
+def _draw_run(out, c, zig, form, table, j, i0, missed):
     """Fill ``out`` with fast-path samples; list the ziggurat misses, return their count.
 
-    ``out[u]`` is sample ``i0 + u`` (draw counter ``c + (u + 1) * GOLDEN``, table
-    entry ``table[j + u]``, which must not wrap).  The loop has no data-dependent
-    branch: every normal sample takes the fast path (one multiply by the signed
-    table), and its position is written to ``missed`` unconditionally, the count
-    advancing only on a miss (about 1.5%), so the CPU never mispredicts; the
-    caller redoes the missed samples.  Uniform samples never miss.  Unsigned
-    indices spare numba's negative-index test.
+    ``out[u]`` is sample ``i0 + u``: draw counter ``c + (u + 1) * GOLDEN``, table
+    entry ``table[j + u]`` (the run must not wrap it).  The loop has no
+    data-dependent branch: every normal sample takes the fast path (one
+    multiply by the signed table, ``zig``; ``None`` for uniform draws, which
+    never miss), its position is written to ``missed`` unconditionally and the
+    count advances only on a miss (about 1.5%), so the CPU never mispredicts.
+    Unsigned indices spare numba's negative-index test.
     """
     k = 0
     if zig is not None:
@@ -122,20 +112,18 @@ def _draw_run(out, c, zig, loc, scale, table, j, i0, period, amplitude, phase, s
             z = float(np.int64(h)) * ws[r & _SIGNED_LAYER]
             missed[k] = u
             k += h >= ks[r & _SIGNED_LAYER]
-        ju = j + np.uint64(u)
-        out[u] = _value(z, loc, scale, table, ju, i0 + u, period, amplitude, phase, slope, None)
+        out[u] = _value(z, form, table, j + np.uint64(u), i0 + u)
     return k
 
 
 @njit(cache=True, nogil=True)
-def _redo_misses(
-    out, missed, k, c, t0, k1, zig, loc, scale, table, j, i0, period, amplitude, phase, slope
-):
-    """Finish the ``k`` misses of ``_draw_run`` (same arguments); return those left.
+def _redo_misses(out, c, t0, k1, zig, form, table, j, i0, missed, k):
+    """Redo the ``k`` samples ``_draw_run`` (same arguments) listed as misses.
 
-    Each takes ``_normal_second_try`` (straight-line, so the misses overlap in
-    the pipeline); the few it cannot finish are compacted to the front of
-    ``missed`` for ``_redo``.
+    ``_normal_second_try`` finishes about 98% of them in straight-line code, so
+    consecutive misses overlap in the pipeline; ``_normal_slow`` the rest.  A
+    sample is a pure function of its position, so redoing it later gives the
+    same bits.
     """
     ws, ks, f = zig
     left = 0
@@ -143,46 +131,55 @@ def _redo_misses(
         u = missed[q]
         r = _mix(c + np.uint64(u + 1) * GOLDEN)
         z, done = _normal_second_try(r, k1, t0 + u, ws, ks, f)
-        missed[left] = u
+        out[u] = _value(z, form, table, j + np.uint64(u), i0 + u)
+        missed[left] = u  # no call in this loop: the rest are listed for the next
         left += not done
-        ju = j + np.uint64(u)
-        out[u] = _value(z, loc, scale, table, ju, i0 + u, period, amplitude, phase, slope, None)
-    return left
+    for q in range(left):
+        u = missed[q]
+        r = _mix(c + np.uint64(u + 1) * GOLDEN)
+        z = _normal_slow(r, k1, t0 + u, ws, ks, f, ZIGGURAT_R)
+        out[u] = _value(z, form, table, j + np.uint64(u), i0 + u)
 
 
 @njit(cache=True, nogil=True)
-def _redo(
-    out, p, first, t0, k0, k1, zig, loc, scale, table, period, amplitude, phase, slope, spike
-):
-    """Recompute ``out[p]`` from scratch (full ziggurat), adding ``spike`` unless None.
+def _add_spikes(out, first, t0, k0, k1, zig, form, table, pos, spike):
+    """Recompute the samples at ``pos`` (relative to ``out``) with their spike added.
 
-    Every sample is a pure function of its position, so a missed fast path or
-    an anomaly is fixed after the run, in any order, with the same bits.
+    The spike is the formula's last term, added in float64 before the store, so
+    a float32 stream is rounded once, as if it had been added in the main loop.
     """
-    t = t0 + p
-    r = _mix(k0 + (np.uint64(t) + _U1) * GOLDEN)
-    z = _unit(r, k1, t, zig)
-    j = (first + p) % table.shape[0] if table is not None else 0
-    out[p] = _value(z, loc, scale, table, j, first + p, period, amplitude, phase, slope, spike)
+    m = table.shape[0] if table is not None else 1
+    for q in range(pos.shape[0]):
+        p = pos[q]
+        t = t0 + p
+        r = _mix(k0 + (np.uint64(t) + _U1) * GOLDEN)
+        if zig is None:
+            z = float(np.int64(r >> _U11)) * _TWO_M53
+        else:
+            ws, ks, f = zig
+            h = r >> _U11
+            if h < ks[r & _SIGNED_LAYER]:
+                z = float(np.int64(h)) * ws[r & _SIGNED_LAYER]
+            else:
+                z = _normal_slow(r, k1, t, ws, ks, f, ZIGGURAT_R)
+        j = np.uint64((first + p) % m)
+        out[p] = _value(z, form, table, j, first + p) + spike[q]
 
 
 @njit(cache=True, nogil=True)
-def _fill_block(
-    out, first, t0, k0, k1, zig, loc, scale, table, period, amplitude, phase, slope, pos, spike
-):
+def _fill_block(out, first, t0, k0, k1, zig, form, table, pos, spike):
     """Draw, transform and store (part of) one RNG block.
 
     ``out[t]`` is sample ``first + t``, block-relative position ``t0 + t``.
     Draws are counter-based (draw ``u`` is ``mix(k0 + (u + 1) * GOLDEN)``), so
     starting the counter at ``t0`` gives exactly the block's samples from ``t0``
     on: a chunk that begins inside a block needs no scratch copy of the block's
-    head.  The samples are made in runs that end where the seasonal table wraps
-    (so it is read straight on: no modulo, no wrap test); each run's ziggurat
-    misses are then finished (``_redo_misses``, the rare rest by ``_redo``), and
-    last the anomalies (``pos``: sorted positions relative to ``out``, ``spike``:
-    their offsets) are recomputed with their spike.  ``zig`` is the signed
-    ziggurat (None: uniform); ``table``, ``period`` (the ``sin`` path) and
-    ``slope`` are None when absent.
+    head.  The samples are made in runs that end where the seasonal ``table``
+    (``None``: none) wraps, so it is read straight on (no modulo, no wrap test);
+    each run's ziggurat misses are redone right after it, while in cache, and
+    the anomalies (``pos``: sorted positions relative to ``out``; ``spike``:
+    their offsets) last.  ``zig``: the signed ziggurat, ``None`` for uniform
+    draws; ``form``: see ``_value``.
     """
     n = out.shape[0]
     m = table.shape[0] if table is not None else _RUN
@@ -192,26 +189,12 @@ def _fill_block(
         j = (first + a) % m
         b = min(n, a + min(_RUN, m - j))
         c = k0 + np.uint64(t0 + a) * GOLDEN
-        k = _draw_run(
-            out[a:b], c, zig, loc, scale, table, np.uint64(j), first + a, period, amplitude,
-            phase, slope, missed,
-        )  # fmt: skip
+        run = out[a:b]
+        k = _draw_run(run, c, zig, form, table, np.uint64(j), first + a, missed)
         if zig is not None:
-            k = _redo_misses(
-                out[a:b], missed, k, c, t0 + a, k1, zig, loc, scale, table, np.uint64(j),
-                first + a, period, amplitude, phase, slope,
-            )  # fmt: skip
-        for q in range(k):
-            _redo(
-                out, a + missed[q], first, t0, k0, k1, zig, loc, scale, table, period,
-                amplitude, phase, slope, None,
-            )  # fmt: skip
+            _redo_misses(run, c, t0 + a, k1, zig, form, table, np.uint64(j), first + a, missed, k)
         a = b
-    for q in range(pos.shape[0]):
-        _redo(
-            out, pos[q], first, t0, k0, k1, zig, loc, scale, table, period, amplitude, phase,
-            slope, spike[q],
-        )  # fmt: skip
+    _add_spikes(out, first, t0, k0, k1, zig, form, table, pos, spike)
 
 
 MAX_TABLE = 1 << 24  # samples of a several-component seasonal table (128 MiB)
@@ -273,6 +256,12 @@ class BlockGenerator:
         self.slope = params.trend.slope if params.trend else 0.0
         self.num_blocks = -(-num_samples // BLOCK_SIZE)
         self.normal = params.distribution.type == "normal"
+        # The fill kernel's arguments; a None (uniform draws, no table) is a type to numba.
+        self._kernel_args = (
+            _ZIGGURAT if self.normal else None,
+            (self.loc, self.scale, self.period, self.amplitude, self.phase, self.slope),
+            self.table if len(self.table) else None,
+        )
         a = params.anomalies
         # log(1 - rate): the geometric gaps' denominator; None when there are no anomalies
         self.log1m_rate = None
@@ -280,6 +269,7 @@ class BlockGenerator:
             self.log1m_rate = math.log1p(-a.rate) if a.rate < 1 else -math.inf
         self.spike_size = a.magnitude * params.distribution.std if a is not None else 0.0
         self._label_counts: np.ndarray | None = None
+        self._keys: np.ndarray | None = None  # every block's keys, once label_counts ran
         self._label_starts: np.ndarray | None = None
         # A block's keys and anomalies, drawn once for the several chunks that share it
         # (chunks smaller than a block, or starting inside one); thread-safe.
@@ -297,26 +287,7 @@ class BlockGenerator:
         return np.empty(0, np.int64), np.empty(0, np.float64)
 
     def _fill(self, view, first, t0, keys, pos, spike) -> None:
-        # Absent terms as None: the kernel is compiled without them (see _value).
-        table = self.table if len(self.table) else None
-        sine = self.amplitude != 0.0 and table is None
-        _fill_block(
-            view,
-            first,
-            t0,
-            keys[0],
-            keys[1],
-            _ZIGGURAT if self.normal else None,
-            self.loc,
-            self.scale,
-            table,
-            self.period if sine else None,
-            self.amplitude,
-            self.phase,
-            self.slope if self.slope != 0.0 else None,
-            pos,
-            spike,
-        )
+        _fill_block(view, first, t0, keys[0], keys[1], *self._kernel_args, pos, spike)
 
     # -- anomalies ---------------------------------------------------------------------
 
@@ -344,22 +315,30 @@ class BlockGenerator:
 
     def _draw_block(self, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Keys, anomaly positions and spike offsets of ``block`` (cached by ``_block``)."""
-        keys = block_keys(self.params.seed, block)
+        if self._keys is not None:
+            keys = self._keys[block]
+        else:
+            keys = block_keys(self.params.seed, block)
         return (keys, *self.block_anomalies(block, keys))
 
     def label_counts(self) -> np.ndarray:
         """Number of anomalies in every block (drawn from the anomaly keys only).
 
         Computed once (one ``SeedSequence`` per block) and kept: the producer needs
-        it both for its space check and to lay out the labels file.
+        it both for its space check and to lay out the labels file.  The blocks'
+        keys are kept too (24 bytes a block), so generating a block does not draw
+        them again (a ``SeedSequence`` costs about as much as 0.4 ns a sample).
         """
         if self._label_counts is None:
             counts = np.zeros(self.num_blocks, np.int64)
             if self.log1m_rate is not None:
                 seed = self.params.seed
-                keys = np.array([block_keys(seed, b)[2] for b in range(self.num_blocks)], np.uint64)
+                keys = np.array([block_keys(seed, b) for b in range(self.num_blocks)], np.uint64)
+                keys = keys.reshape(self.num_blocks, 3)
                 limits = np.array([self._limit(b) for b in range(self.num_blocks)], np.int64)
-                _anomaly_counts(keys, self.log1m_rate, limits, BLOCK_SIZE, counts)
+                ka = np.ascontiguousarray(keys[:, 2])
+                _anomaly_counts(ka, self.log1m_rate, limits, BLOCK_SIZE, counts)
+                self._keys = keys
             self._label_counts = counts
         return self._label_counts
 

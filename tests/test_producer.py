@@ -325,6 +325,29 @@ ORACLE_CASES = {
         anomalies={"rate": 0.05, "magnitude": 5.0},
     ),
     "dense-anomalies": dict(seed=18, anomalies={"rate": 0.9, "magnitude": 2.0}),
+    # The fill kernel is compiled per combination of terms: those not covered above.
+    "single-machine-defaults": dict(
+        seed=19,
+        seasonality={"amplitude": 5, "period": 200},
+        anomalies={"rate": 1e-4, "magnitude": 8},
+    ),
+    "short-period-trend-anomalies": dict(
+        seed=20,
+        params={"mean": 1.0, "std": 2.0},
+        seasonality={"amplitude": 5.0, "period": 7},
+        trend={"slope": 1e-5},
+        anomalies={"rate": 0.01, "magnitude": 8.0},
+    ),
+    "uniform-table-f32": dict(
+        seed=21,
+        type="uniform",
+        seasonality={"amplitude": 5.0, "period": 200},
+        anomalies={"rate": 1e-3},
+        dtype="float32",
+    ),
+    "sin-trend": dict(
+        seed=22, seasonality={"amplitude": 2.0, "period": 50.5}, trend={"slope": 1e-4}
+    ),
 }
 
 
