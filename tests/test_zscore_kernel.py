@@ -3,7 +3,8 @@
 ``_rolling_zscore_lanes`` (16 resynchronisation segments in lockstep, used whenever
 no dense scores are asked for) against ``_rolling_zscore`` (the per-sample loop it
 replaces, and still the dense-score path): random series with NaN/inf runs, overflowing
-values, float32 data, windows around the vector block (64 steps) and the lanes' limit
+values, float32 data, flat runs (variances rounding below zero, which the vector test
+does not clamp), windows around the vector block (64 steps) and the lanes' limit
 (``resync / 8``), random chunk starts, stops and buffer origins, small and real
 ``RESYNC``.  Scores are compared as int64 bit patterns.  One case is also checked
 against the naive numpy oracle, and one runs the detector chunk by chunk.
@@ -50,10 +51,12 @@ def random_series(rng, n, kind):
         x = x.astype(np.float32).astype(np.float64)
     elif kind == "spikes":
         x[rng.integers(0, n, n // 100)] += 8.0
+    elif kind == "flat":  # runs an ulp apart: rolling variances round below 0, often at d = 0
+        x = 1e6 + np.repeat(rng.integers(0, 3, n // 50 + 1) * 1e-10, 50)[:n]
     return x
 
 
-@pytest.mark.parametrize("kind", ["normal", "spikes", "nonfinite", "overflow", "float32"])
+@pytest.mark.parametrize("kind", ["normal", "spikes", "nonfinite", "overflow", "float32", "flat"])
 def test_lanes_equal_scalar_on_random_chunks(kind):
     rng = np.random.default_rng(abs(hash(kind)) % 2**32)
     resync = 1024

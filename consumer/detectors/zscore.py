@@ -5,6 +5,7 @@ Kernels and their exactness argument are in ``consumer.kernels.zscore``.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,22 @@ import numpy as np
 from consumer.detectors.base import Detector, SeriesInfo, aligned_blocks
 from consumer.kernels import zscore as zk
 from shared.params import Params, choice, integer, number, param
+
+# Per-thread flag buffers of the flags-only path (module level: detectors are pickled).
+_flag_buffers = threading.local()
+
+
+def _flag_buffers_for(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """This thread's index / score buffers of at least ``n`` entries, kept between calls.
+
+    Each of the kernel's 16 lanes writes to its own region spread over the whole
+    buffer: a fresh 16 MB pair per chunk page-faults at every region.
+    """
+    buf = getattr(_flag_buffers, "buf", None)
+    if buf is None or len(buf[0]) < n:
+        buf = (np.empty(n, np.int64), np.empty(n, np.float64))
+        _flag_buffers.buf = buf
+    return buf
 
 
 @dataclass(frozen=True)
@@ -61,17 +78,20 @@ class ZScoreDetector(Detector):
 
     def process(self, data, data_start, start, stop, dense):
         """Run the rolling or block kernel over ``[start, stop)``."""
-        idx, sc, d = self._buffers(stop - start, dense)
         x = data if data.dtype == np.float64 else data.astype(np.float64)
         p = self.p
         if p.mode == "rolling" and not dense:  # flags only: 16 segments at a time
+            idx, sc = _flag_buffers_for(stop - start)
+            d = np.empty(0, np.float32)
             k = zk._rolling_zscore_lanes(
                 x, data_start, start, stop, p.window, p.threshold, zk.RESYNC, idx, sc
             )
         elif p.mode == "rolling":
+            idx, sc, d = self._buffers(stop - start, dense)
             k = zk._rolling_zscore(
                 x, data_start, start, stop, p.window, p.threshold, zk.RESYNC, idx, sc, d
             )
         else:
+            idx, sc, d = self._buffers(stop - start, dense)
             k = zk._block_zscore(x, data_start, start, stop, p.block, p.threshold, idx, sc, d)
         return self._result(idx, sc, d, k, dense)

@@ -149,7 +149,7 @@ def _rolling_zscore(x, x0, start, stop, window, threshold, resync, idx, score, d
 
 # The lanes kernel: 16 resync segments in lockstep, 4 groups of 4 lanes.
 _T = 64  # steps per block of the vector loop (its buffers stay in L1)
-_TF = 256  # steps per fill of the ring (long runs of each segment, for the prefetcher)
+_TF = 1024  # steps per fill of the ring (long runs of each segment, for the prefetcher)
 _NG = 4  # groups of 4 lanes
 _NL = 4 * _NG
 _HS = 4 * _T + 16  # stride of one group's sums in the history buffer (padded)
@@ -209,13 +209,16 @@ def _fill_rows(x, off, ln, s0, n, ring, row0):
 
 @njit(cache=True, nogil=True)
 def _lane_steps(ring, vz, oz, H, C, thr2, nz, hit):
-    """Advance 16 lanes by ``nz / 4`` steps; ``hit[4t + q]``: a lane ``4g + q`` is over.
+    """Advance 16 lanes by ``nz / 4`` steps; ``hit[4t + q]``: a lane ``4g + q`` may be over.
 
     Trick: the index ``z = 4t + q`` runs over 4 lanes of a step, so the loop
     vectorises across lanes (LLVM's loop vectoriser; the sums of step t + 1
     depend on step t at distance 4), and the 4 groups in the body are 4
-    independent dependency chains.  The operations per lane are exactly those
-    of ``_rolling_run``'s finite branch, so the bits are the same.
+    independent dependency chains.  The sums take exactly the operations of
+    ``_rolling_run``'s finite branch, so their bits are the same.  The test
+    skips the clamp of a negative variance: it then flags a superset (there
+    ``thr2 * var <= 0``), which ``_lane_flag`` re-tests exactly, for one
+    operation fewer per lane-step.
     """
     vv = ring[vz : vz + 3 * _GS + nz]
     vo = ring[oz : oz + 3 * _GS + nz]
@@ -229,11 +232,8 @@ def _lane_steps(ring, vz, oz, H, C, thr2, nz, hit):
             k = C[g * _CS + z]
             inv = C[(_NG + g) * _CS + z]
             m = s1 * inv
-            var = s2 * inv - m * m
-            if var < 0.0:
-                var = 0.0
             d = v - k - m
-            h |= d * d > thr2 * var
+            h |= d * d > thr2 * (s2 * inv - m * m)
             delta = v - o
             H[g * _HS + z + 4] = s1 + delta
             H[(_NG + g) * _HS + z + 4] = s2 + delta * (v + o - 2.0 * k)
@@ -272,7 +272,7 @@ def _lane_init(x, x0, seg, s_lo, nl, window, start, geo, kk, cc, H, C):
         _set_lane(H, C, row0, lane, k, c, s1, s2)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")  # a call would pass ~60 words per hit
 def _lane_flag(z, x0, s0, n, thr2, geo, kk, cc, ring, r0, H, C, idx, score):
     """Flag the lanes ``4g + z % 4`` of step ``s0 + z // 4`` that are over, active and finite."""
     t, q = z // 4, z % 4
