@@ -150,8 +150,13 @@ def rows_table(r: ChunkResult, schema: pa.Schema, grid: Any = None) -> pa.Table:
 
 
 def write_rows(path: Path, schema: pa.Schema, tables: list[pa.Table]) -> None:
-    """Write ``tables`` as one Parquet file (zstd), one row group each (one per chunk)."""
-    with pq.ParquetWriter(path, schema, compression="zstd") as out:
+    """Write ``tables`` as one Parquet file (zstd), one row group each (one per chunk).
+
+    No dictionary pages: indices and timestamps are unique and scores and values
+    nearly so, so a dictionary only costs time (2.8M rows: 0.69 CPU-s with pyarrow's
+    default, 0.31 without) and bytes.
+    """
+    with pq.ParquetWriter(path, schema, compression="zstd", use_dictionary=False) as out:
         for t in tables:
             out.write_table(t, row_group_size=max(1, len(t)))
 
