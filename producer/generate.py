@@ -16,7 +16,7 @@ Value of sample ``i`` (computed in float64, then stored in the stream dtype)::
          + slope * i                                    # trend
          + sign * magnitude * std                       # only at anomaly positions
 
-For an integer period the sine comes from a one-period table, so no ``sin`` is
+For an integer period the sine comes from a table of whole periods, so no ``sin`` is
 evaluated per sample.  The block size, generator and this formula are recorded
 in the sidecar (``generation.algorithm``); changing any of them changes every
 file's bytes.
