@@ -197,5 +197,94 @@ def _anomaly_counts(keys, log1m_rate, limits, block_size, out):
 
 
 def block_keys(seed: int, block: int) -> np.ndarray:
-    """Keys (k0 unit draws, k1 rejection sub-streams, ka anomalies) of RNG block ``block``."""
-    return np.random.SeedSequence(seed, spawn_key=(block,)).generate_state(3, np.uint64)
+    """Keys (k0 unit draws, k1 rejection sub-streams, ka anomalies) of RNG block ``block``:
+    ``SeedSequence(seed, spawn_key=(block,)).generate_state(3, np.uint64)``."""
+    return block_keys_range(seed, block, block + 1)[0]
+
+
+# numpy's SeedSequence hash constants (O'Neill's seed_seq_fe, pool of four 32-bit words).
+_INIT_A, _MULT_A = 0x43B0D7E5, 0x931E8875
+_INIT_B, _MULT_B = 0x8B51F9DD, 0x58F38DED
+_MIX_L, _MIX_R = 0xCA01F9DD, 0x4973F715
+_M32 = 0xFFFFFFFF
+_POOL = 4
+
+
+def uint32_words(n: int) -> np.ndarray:
+    """``n >= 0`` as little-endian 32-bit words (``[0]`` for 0), as SeedSequence splits it."""
+    words = [0] if n == 0 else []
+    while n > 0:
+        words.append(n & _M32)
+        n >>= 32
+    return np.array(words, np.int64)
+
+
+@njit(cache=True, nogil=True)
+def _hashmix(value, h):
+    """One word through the running hash ``h``: (mixed word, next ``h``)."""
+    value ^= h
+    h = (h * _MULT_A) & _M32
+    value = (value * h) & _M32
+    return value ^ (value >> 16), h
+
+
+@njit(cache=True, nogil=True)
+def _seed_mix(x, y):
+    """SeedSequence's mix of two pool words."""
+    r = (_MIX_L * x - _MIX_R * y) & _M32
+    return r ^ (r >> 16)
+
+
+@njit(cache=True, nogil=True)
+def _block_keys_batch(seed_words, b0, out):
+    """``out[i] = block_keys(seed, b0 + i)``: numpy's ``SeedSequence(seed, spawn_key=(b,))
+    .generate_state(3, uint64)`` for many blocks, without a Python object per block.
+
+    The algorithm of numpy's ``SeedSequence`` (after O'Neill's ``seed_seq_fe``):
+    the seed's words, padded with zeros to the pool size, then the spawn key's
+    words, are hashed into a pool of four 32-bit words, and the state words are
+    drawn from the pool by a second hash.  All arithmetic is modulo 2^32 (held in
+    int64, masked).  ``tests/test_producer.py`` compares it with numpy for many
+    seeds and blocks.
+    """
+    n_seed = max(seed_words.shape[0], _POOL)
+    ent = np.zeros(n_seed + 3, np.int64)
+    ent[: seed_words.shape[0]] = seed_words
+    pool = np.zeros(_POOL, np.int64)
+    for i in range(out.shape[0]):
+        b, n = b0 + i, n_seed
+        ent[n] = b & _M32  # the block's words: one or two (b < 2^63)
+        n += 1
+        while (b >> 32) > 0:
+            b >>= 32
+            ent[n] = b & _M32
+            n += 1
+        h = _INIT_A
+        for j in range(_POOL):
+            pool[j], h = _hashmix(ent[j] if j < n else 0, h)
+        for src in range(_POOL):
+            for dst in range(_POOL):
+                if src != dst:
+                    v, h = _hashmix(pool[src], h)
+                    pool[dst] = _seed_mix(pool[dst], v)
+        for src in range(_POOL, n):
+            for dst in range(_POOL):
+                v, h = _hashmix(ent[src], h)
+                pool[dst] = _seed_mix(pool[dst], v)
+        h = _INIT_B
+        for k in range(3):  # three uint64 keys from six words, low word first
+            key = np.uint64(0)
+            for half in range(2):
+                v = pool[(2 * k + half) % _POOL] ^ h
+                h = (h * _MULT_B) & _M32
+                v = (v * h) & _M32
+                v ^= v >> 16
+                key |= np.uint64(v) << np.uint64(32 * half)
+            out[i, k] = key
+
+
+def block_keys_range(seed: int, b0: int, b1: int) -> np.ndarray:
+    """``block_keys(seed, b)`` for every block ``b0 <= b < b1``, as rows of a (n, 3) array."""
+    out = np.empty((max(0, b1 - b0), 3), np.uint64)
+    _block_keys_batch(uint32_words(seed), b0, out)
+    return out

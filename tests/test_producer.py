@@ -1035,3 +1035,16 @@ def test_interrupted_then_resumed_gives_same_bytes(spawn_module, run_producer, t
     assert sha256(np.ascontiguousarray(data).tobytes()) == sha256(want.tobytes())
     del data
     (tmp_path / "r.npy").unlink()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 42, 2**32 - 1, 2**32, 2**64 + 3, 2**130 + 7])
+def test_block_keys_equal_numpys_seed_sequence(seed):
+    """The batch key derivation is numpy's SeedSequence, for one- to five-word seeds and
+    blocks whose spawn key takes one or two words."""
+    from producer.sampling import block_keys_range
+
+    for b0 in (0, 2**32 - 2, 2**62):
+        got = block_keys_range(seed, b0, b0 + 4)
+        for i, keys in enumerate(got):
+            seq = np.random.SeedSequence(seed, spawn_key=(b0 + i,))
+            assert keys.tolist() == seq.generate_state(3, np.uint64).tolist(), (seed, b0 + i)
