@@ -15,8 +15,11 @@ at ``--scale_span`` and STL (period 200, seasonal 7, on ``--stl_n`` samples) at
 engine's own (``WriteResult.seconds``, the summary's ``seconds``): from the first
 chunk submitted to the last one committed or published, without the cluster's
 start-up or the workers' warm-up; every configuration runs once untimed, then
-``--rounds`` rounds run each configuration once in turn (so that a machine whose speed
-drifts slows all of them alike), and the median of each is reported.  One JSON
+``--rounds`` rounds run each configuration once in turn, forwards and backwards in
+alternate rounds (so that a machine whose speed drifts slows all of them alike), and
+the median of each is reported; for one worker, also the median over rounds of the
+overhead against the same round's local run (paired: the figure a drifting machine
+disturbs least).  One JSON
 object per measurement is printed, all are written to ``--out``, and two Markdown
 tables close the output.  On a shared machine the figures are noisy: rerun on a
 quiet one.
@@ -118,27 +121,44 @@ class Bench:
                 runs.append(self._stage(what, engine, 1 if engine else workers))
             times: list[list[float]] = [[] for _ in plan]
             for r in range(self.rounds + 1):  # round 0 warms up every configuration
-                for k, (_, run) in enumerate(runs):
-                    seconds = run()
+                # Forwards (round 0 first: it writes the streams), then backwards: a drift
+                # within a round slows both ends alike.
+                order = range(len(runs)) if r % 2 == 0 else range(len(runs) - 1, -1, -1)
+                for k in order:
+                    seconds = runs[k][1]()
                     if r:
                         times[k].append(seconds)
             for (what, workers, span), (n, _), t in zip(plan, runs, times, strict=True):
                 engine = "local" if span is None else "dask"
                 _record(self.results, what, engine, workers, span, n, statistics.median(t))
+                if engine == "dask" and workers == 1:
+                    # The same round's local run on one thread: the median of paired ratios,
+                    # robust to a machine whose speed drifts between rounds.
+                    base = times[plan.index((what, 1, None))]
+                    paired = [d / b - 1 for d, b in zip(t, base, strict=True)]
+                    self.results[-1]["paired_overhead"] = statistics.median(paired)
         finally:
             for _, client in clusters.values():
                 client.shutdown()
 
     def _stage(self, what: str, engine, threads: int) -> tuple[int, Callable[[], float]]:
-        """Samples and a run (returning its seconds) of generation, z-score or STL."""
-        stl_stream = f"stl-{self.stl_n}.npy"
-        if what == "stl" and not (self.work / stl_stream).exists():
-            self.generate(None, 2, stl_stream, self.stl_n)
+        """Samples and a run (returning its seconds) of generation, z-score or STL.
+
+        The detectors read streams written once, by the local engine, not the stream
+        the generation runs keep rewriting: how a file's pages sit in the page cache
+        (which process wrote them, in what pieces) changes what mapping them costs by
+        up to 6x here, and every consumer run must read the same pages.
+        """
+        inputs = {
+            "zscore": (f"z-{self.n}.npy", self.n),
+            "stl": (f"stl-{self.stl_n}.npy", self.stl_n),
+        }
         if what == "generation":
             return self.n, lambda: self.generate(engine, threads, "gen.npy", self.n)
-        if what == "zscore":
-            return self.n, lambda: self.consume(engine, threads, "gen.npy", ZSCORE)
-        return self.stl_n, lambda: self.consume(engine, threads, stl_stream, STL)
+        stream, n = inputs[what]
+        if not (self.work / stream).exists():
+            self.generate(None, 2, stream, n)
+        return n, lambda: self.consume(engine, threads, stream, ZSCORE if what == "zscore" else STL)
 
 
 STAGES = ("generation", "zscore", "stl")
@@ -149,13 +169,14 @@ def summarize(results: list[dict], scale: dict[str, int]) -> list[str]:
     local = {(r["what"], r["workers"]): r for r in results if r["engine"] == "local"}
     dask = {(r["what"], r["workers"], r["span"]): r for r in results if r["engine"] == "dask"}
     rows = ["| stage | span | local, 1 thread (s) | Dask, 1 worker x 1 thread (s) | overhead |"]
-    rows.append("|---|---:|---:|---:|---:|")
+    rows[0] += " paired overhead |"
+    rows.append("|---|---:|---:|---:|---:|---:|")
     for (what, workers, span), r in sorted(dask.items(), key=lambda kv: (kv[0][0], kv[0][2])):
         if workers == 1:
             base = local[(what, 1)]["seconds"]
             rows.append(
                 f"| {what} | 2^{span.bit_length() - 1} | {base:.3f} | {r['seconds']:.3f}"
-                f" | {100 * (r['seconds'] / base - 1):+.1f}% |"
+                f" | {100 * (r['seconds'] / base - 1):+.1f}% | {100 * r['paired_overhead']:+.1f}% |"
             )
     rows += ["", "| stage (M samples/s) | span | local 1 thread | local 2 threads |"]
     rows[-1] += " Dask 1 x 1 | Dask 2 x 1 | Dask 2 / 1 |"
