@@ -44,11 +44,14 @@ class Forked:
             stream.flush()  # nothing buffered here may be written twice
         self.pid = os.fork()
         if self.pid == 0:
-            os.dup2(out_w, 1)
-            os.dup2(err_w, 2)
-            for fd in (out_r, out_w, err_r, err_w):
-                os.close(fd)
-            _run_module(module, list(args))  # never returns
+            try:  # the child never returns into the parent's code, whatever fails here
+                os.dup2(out_w, 1)
+                os.dup2(err_w, 2)
+                for fd in (out_r, out_w, err_r, err_w):
+                    os.close(fd)
+                _run_module(module, list(args))  # leaves with os._exit
+            finally:
+                os._exit(1)
         os.close(out_w)
         os.close(err_w)
         self.stdout = open(out_r, encoding="utf-8", errors="replace")
