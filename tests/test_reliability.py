@@ -46,17 +46,20 @@ from producer import generate_with_labels
 
 BLOCK = 1 << 16
 
-# The crash-test stream: big enough that a kill lands mid-run, with labels.
+# The test streams, with labels: P_N samples for the tests that read them, and P_LONG_N
+# for those that must kill or signal a producer mid-run (the generator makes 2e7 samples
+# in about 0.1 s on two threads: too quick for a kill to land).
 P_N = 20_000_000
+P_LONG_N = 80_000_000
 P_SEED = 1234
 P_ANOMALIES = {"rate": 1e-4, "magnitude": 7.0}
 P_SEASONALITY = {"period": 1000, "amplitude": 0.5}
 
 
-def producer_args(file: str | Path, threads: int = 2) -> list[object]:
+def producer_args(file: str | Path, threads: int = 2, n: int = P_N) -> list[object]:
     return [
         "--num_samples",
-        P_N,
+        n,
         "--file",
         file,
         "--threads",
@@ -224,14 +227,23 @@ class ProducerRef:
     labels_sha: str
     num_chunks: int
     wall_s: float  # launch -> exit of an uninterrupted run (start-up included)
+    n: int  # samples (producer_args(..., n=n) makes this stream)
 
 
 @pytest.fixture(scope="module")
 def producer_ref(tmp_path_factory) -> ProducerRef:
-    d = tmp_path_factory.mktemp("pref")
+    return _producer_ref(tmp_path_factory.mktemp("pref"), P_N)
+
+
+@pytest.fixture(scope="module")
+def producer_long_ref(tmp_path_factory) -> ProducerRef:
+    return _producer_ref(tmp_path_factory.mktemp("plref"), P_LONG_N)
+
+
+def _producer_ref(d: Path, n: int) -> ProducerRef:
     f = d / "s.npy"
     t0 = time.monotonic()
-    p = popen("producer", *producer_args(f.name), cwd=d)
+    p = popen("producer", *producer_args(f.name, n=n), cwd=d)
     try:
         wait_until(lambda: p.poll() is not None, what="the reference run")
         wall_s = time.monotonic() - t0
@@ -239,10 +251,10 @@ def producer_ref(tmp_path_factory) -> ProducerRef:
     finally:
         kill(p)
     assert p.returncode == 0, err
-    ref = ProducerRef(sha256_file(f), sha256_file(d / "s.labels.npy"), committed(f)[1], wall_s)
+    ref = ProducerRef(sha256_file(f), sha256_file(d / "s.labels.npy"), committed(f)[1], wall_s, n)
     # The reference itself is right: the bytes producer.generate computes.
     x, labels = generate_with_labels(
-        P_N, seed=P_SEED, anomalies=P_ANOMALIES, seasonality=P_SEASONALITY, threads=2
+        n, seed=P_SEED, anomalies=P_ANOMALIES, seasonality=P_SEASONALITY, threads=2
     )
     assert np.load(f, mmap_mode="r").tobytes() == x.tobytes()
     assert np.array_equal(np.load(d / "s.labels.npy"), labels)
@@ -362,7 +374,7 @@ def producer_crash_trials(trials: int, seed: int, ref: ProducerRef, where: Path,
             target, delay = None, rng.uniform(0.0, ref.wall_s)
         else:
             target, delay = rng.randint(1, int(0.9 * ref.num_chunks)), rng.uniform(0.0, 0.02)
-        p = popen("producer", *producer_args(f.name), cwd=d)
+        p = popen("producer", *producer_args(f.name, n=ref.n), cwd=d)
         try:
             if target is not None:
                 wait_until(
@@ -386,7 +398,7 @@ def producer_crash_trials(trials: int, seed: int, ref: ProducerRef, where: Path,
         assert "s.npy" not in names or "s.stream.json" in names, f"{tag}: data without sidecar"
         if done:  # every chunk the killed run committed is intact
             assert consumer.verify(str(f)) == [], tag
-        r = zygote.run("producer", [*producer_args(f.name), "--resume"], d)
+        r = zygote.run("producer", [*producer_args(f.name, n=ref.n), "--resume"], d)
         assert r.returncode == 0, f"{tag}: --resume failed: {r.stderr}"
         if killed and done < total:
             assert r.stdout == "" and r.stderr == "", (tag, r)
@@ -401,14 +413,14 @@ def producer_crash_trials(trials: int, seed: int, ref: ProducerRef, where: Path,
     assert len(mid) >= math.ceil(0.6 * len(runs)), f"too few kills landed mid-run: {report}"
 
 
-def test_producer_sigkill_then_resume_is_identical(producer_ref, zygote, tmp_path):
-    producer_crash_trials(3, seed=20240601, ref=producer_ref, where=tmp_path, zygote=zygote)
+def test_producer_sigkill_then_resume_is_identical(producer_long_ref, zygote, tmp_path):
+    producer_crash_trials(3, seed=20240601, ref=producer_long_ref, where=tmp_path, zygote=zygote)
 
 
 @pytest.mark.slow
 def test_producer_sigkill_then_resume_is_identical_soak(tmp_path, request):
     want_slow(request)
-    ref = request.getfixturevalue("producer_ref")
+    ref = request.getfixturevalue("producer_long_ref")
     zygote = request.getfixturevalue("zygote")
     producer_crash_trials(20, seed=777, ref=ref, where=tmp_path, zygote=zygote)
 
@@ -1255,14 +1267,16 @@ def test_single_writer_many_readers_and_lock_dies_with_the_writer(producer_ref, 
 SIGNALS = {"SIGINT": (signal.SIGINT, 130), "SIGTERM": (signal.SIGTERM, 143)}
 
 
-def test_producer_signals_exit_promptly_and_resume(producer_ref, tmp_path):
+def test_producer_signals_exit_promptly_and_resume(producer_long_ref, tmp_path):
+    ref = producer_long_ref
     procs = {}
     for name in SIGNALS:
         (tmp_path / name).mkdir()
-        procs[name] = popen("producer", *producer_args("s.npy", threads=1), cwd=tmp_path / name)
+        args = producer_args("s.npy", threads=1, n=ref.n)
+        procs[name] = popen("producer", *args, cwd=tmp_path / name)
     try:
-        # Signal each one as soon as it has committed a chunk (a producer takes well
-        # under a second for the whole stream, so none may wait for another's exit).
+        # Signal each one as soon as it has committed a chunk (a producer takes about
+        # a second for the whole stream, so none may wait for another's exit).
         sent = {}
         for name, (sig, _) in SIGNALS.items():
             p, f = procs[name], tmp_path / name / "s.npy"
@@ -1293,11 +1307,12 @@ def test_producer_signals_exit_promptly_and_resume(producer_ref, tmp_path):
     finally:
         for p in procs.values():
             kill(p)
-    jobs = [("producer", [*producer_args("s.npy"), "--resume"], tmp_path / n) for n in SIGNALS]
+    resume = [*producer_args("s.npy", n=ref.n), "--resume"]
+    jobs = [("producer", resume, tmp_path / name) for name in SIGNALS]
     for (rc, _, err), name in zip(run_all(jobs), SIGNALS, strict=True):
         assert rc == 0, err
-        assert sha256_file(tmp_path / name / "s.npy") == producer_ref.data_sha
-        assert sha256_file(tmp_path / name / "s.labels.npy") == producer_ref.labels_sha
+        assert sha256_file(tmp_path / name / "s.npy") == ref.data_sha
+        assert sha256_file(tmp_path / name / "s.labels.npy") == ref.labels_sha
 
 
 def test_consumer_signals_exit_promptly_and_resume(consumer_ref, tmp_path):
