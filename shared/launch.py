@@ -26,9 +26,12 @@ CAN_FORK = sys.platform.startswith("linux")
 
 
 def preload(modules: Sequence[str]) -> None:
-    """Import ``modules`` now, so that every child started later inherits them."""
+    """Import ``modules`` now, so that every child started later inherits them (nothing
+    where children are fresh interpreters, which would import them again)."""
     import importlib
 
+    if not CAN_FORK:
+        return
     for name in modules:
         importlib.import_module(name)
 
