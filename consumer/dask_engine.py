@@ -11,9 +11,9 @@ checkpoint, summary and finish); only where the kernels run differs.
   stream is processed as it is committed.
 * A task runs the local engine's worker (``consumer.run._Worker``:
   ``window_for``, ``process``, the unit map) on each chunk of its span with the
-  detector's halo, read from the store (the ``.npy`` on a shared filesystem,
-  window by window as the local engine reads; a Zarr store once for the span
-  and its halo) into a buffer its thread reuses, so every result equals the
+  detector's halo, from the store (the ``.npy`` on a shared filesystem mapped
+  window by window as the local engine maps it; a Zarr store read once for the
+  span and its halo into a buffer its thread reuses), so every result equals the
   local engine's bit for bit.  It
   writes the span's Parquet rows as the hidden temporary of the part whose
   number the driver gave it (``.part-<k>.parquet.tmp`` in the rows dataset, one
@@ -81,9 +81,9 @@ class Source:
     def span_reader(self, detector: Detector, span: Span) -> Iterator[Any]:
         """A reader of ``span``'s chunk windows for the local engine's worker.
 
-        A file is read window by window, each while it is hot in cache (as the local
-        engine reads); a Zarr store once for the span and its halo (one request per
-        shard).  Either is opened for this task only: on NFS, opening revalidates the
+        A file is mapped window by window (``StreamReader.map_window``, as the local
+        engine does); a Zarr store is read once for the span and its halo (one request
+        per shard).  Either is opened for this task only: on NFS, opening revalidates the
         client's cache (close-to-open consistency).
         """
         if not self.zarr:
@@ -99,8 +99,9 @@ class Source:
 
 
 class _SamplesFile(StreamReader):
-    """A ``StreamReader`` of a file whose layout is known (no sidecar parsed), reading each
-    window into this thread's task buffer (reused by the next tasks: fresh pages cost)."""
+    """A ``StreamReader`` of a file whose layout is known (no sidecar parsed).  Windows
+    are mapped; one a map cannot serve (past the end of a damaged file) is read into
+    this thread's task buffer (reused by the next tasks: fresh pages cost)."""
 
     def __init__(self, path: str, layout: Layout) -> None:
         self.path, self.layout, self.doc = Path(path), layout, None

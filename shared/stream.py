@@ -310,6 +310,23 @@ def resume_mismatch(path: Path, doc: dict[str, Any], want: dict[str, Any]) -> No
             )
 
 
+def map_samples(
+    fd: int, offset: int, count: int, dtype: np.dtype, shared: bool = False
+) -> tuple[mmap.mmap, np.ndarray]:
+    """``count`` samples at byte ``offset`` of the open file ``fd``, as (the map, an
+    array over it): a private copy-on-write map for readers, or with ``shared`` a
+    shared, writable map whose pages are faulted in at once (``MAP_POPULATE``) for a
+    writer.  The map starts at the page boundary below ``offset``."""
+    base = offset - offset % mmap.ALLOCATIONGRANULARITY
+    size = offset - base + count * np.dtype(dtype).itemsize
+    if shared:
+        flags, prot = mmap.MAP_SHARED | mmap.MAP_POPULATE, mmap.PROT_READ | mmap.PROT_WRITE
+        pages = mmap.mmap(fd, size, flags=flags, prot=prot, offset=base)
+    else:
+        pages = mmap.mmap(fd, size, access=mmap.ACCESS_COPY, offset=base)
+    return pages, np.frombuffer(pages, dtype, count, offset - base)
+
+
 # --------------------------------------------------------------------------- writer
 
 
@@ -939,10 +956,9 @@ class StreamReader:
         offset, size = pieces[0][0], (stop - start) * self.layout.itemsize
         if os.fstat(self._fd).st_size < offset + size:
             return None
-        base = offset - offset % mmap.ALLOCATIONGRANULARITY
-        # ACCESS_COPY: a writable array (the kernels are compiled for those), never written.
-        pages = mmap.mmap(self._fd, offset - base + size, access=mmap.ACCESS_COPY, offset=base)
-        return np.frombuffer(pages, self.layout.dtype, stop - start, offset - base)
+        # Private (copy-on-write): a writable array (the kernels are compiled for those),
+        # never written.
+        return map_samples(self._fd, offset, stop - start, self.layout.dtype)[1]
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Samples ``[start, stop)`` as a new array."""

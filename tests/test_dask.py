@@ -49,17 +49,23 @@ CHUNK = 1 << 16
 QUIET = {"dashboard_address": "127.0.0.1:0"}
 
 
-@pytest.fixture(scope="module")
-def client():
-    """The tests' cluster: two single-threaded worker processes on 127.0.0.1."""
-    cluster = LocalCluster(
-        n_workers=2,
+def local_cluster(workers: int, **kwargs) -> LocalCluster:
+    """Single-threaded worker processes on 127.0.0.1, no dashboard, a quiet scheduler."""
+    return LocalCluster(
+        n_workers=workers,
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
         scheduler_kwargs=QUIET,
+        **kwargs,
     )
+
+
+@pytest.fixture(scope="module")
+def client():
+    """The tests' cluster: two single-threaded worker processes on 127.0.0.1."""
+    cluster = local_cluster(2)
     c = Client(cluster)
     yield c
     c.shutdown()  # scheduler and workers at once (cluster.close() takes twice as long)
@@ -523,14 +529,7 @@ def test_cli_one_line_errors(tmp_path):
     assert rc == 2 and err == "consumer: error: x.zarr: a Zarr store needs --engine dask\n", err
 
     (tmp_path / "blocker.py").write_text(BLOCKER)  # a worker where tsstream is not installed
-    with LocalCluster(
-        n_workers=1,
-        threads_per_worker=1,
-        host="127.0.0.1",
-        dashboard_address=None,
-        scheduler_kwargs=QUIET,
-        preload=[str(tmp_path / "blocker.py")],
-    ) as cluster:
+    with local_cluster(1, preload=[str(tmp_path / "blocker.py")]) as cluster:
         engine = EngineOptions(engine="dask", scheduler=cluster.scheduler_address)
         with pytest.raises(StreamError) as e:
             with connect(engine, "producer"):
@@ -677,15 +676,7 @@ def test_soak_numba_cache_four_workers_real_kernels(tmp_path):
     from consumer.detectors.registry import make_detector
 
     env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba")}
-    cluster = LocalCluster(
-        n_workers=4,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        scheduler_kwargs=QUIET,
-        env=env,
-    )
+    cluster = local_cluster(4, env=env)
     c = Client(cluster)
     try:
         detector = make_detector("stl", {"period": 24}, 100_000)
