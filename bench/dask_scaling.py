@@ -14,15 +14,14 @@ at ``--scale_span`` and STL (period 200, seasonal 7, on ``--stl_n`` samples) at
 ``--stl_span``, beside the local engine on one and two threads.  Every time is the
 engine's own (``WriteResult.seconds``, the summary's ``seconds``): from the first
 chunk submitted to the last one committed or published, without the cluster's
-start-up or the workers' warm-up; every configuration runs once untimed, then
-``--rounds`` rounds run each configuration once in turn, forwards and backwards in
-alternate rounds (so that a machine whose speed drifts slows all of them alike), and
-the median of each is reported; for one worker, also the median over rounds of the
-overhead against the same round's local run (paired: the figure a drifting machine
-disturbs least).  One JSON
-object per measurement is printed, all are written to ``--out``, and two Markdown
-tables close the output.  On a shared machine the figures are noisy: rerun on a
-quiet one.
+start-up or the workers' warm-up; stage by stage, every configuration runs once untimed,
+then ``--rounds`` rounds run each of the stage's configurations once in turn, forwards
+and backwards in alternate rounds (so that a machine whose speed drifts slows all of
+them alike), and the median of each is reported (the runs are in the JSON); for one
+worker, also the median over rounds of the overhead against the same round's local
+run (paired: the figure a drifting machine disturbs least).  One JSON object per
+measurement is printed, all are written to ``--out``, and two Markdown tables close
+the output.  On a shared machine the figures are noisy: rerun on a quiet one.
 """
 
 from __future__ import annotations
@@ -120,17 +119,12 @@ class Bench:
                     engine = EngineOptions(engine="dask", scheduler=address, span=span)
                 runs.append(self._stage(what, engine, 1 if engine else workers))
             times: list[list[float]] = [[] for _ in plan]
-            for r in range(self.rounds + 1):  # round 0 warms up every configuration
-                # Forwards (round 0 first: it writes the streams), then backwards: a drift
-                # within a round slows both ends alike.
-                order = range(len(runs)) if r % 2 == 0 else range(len(runs) - 1, -1, -1)
-                for k in order:
-                    seconds = runs[k][1]()
-                    if r:
-                        times[k].append(seconds)
+            for what in dict.fromkeys(w for w, _, _ in plan):
+                self._rounds([k for k, p in enumerate(plan) if p[0] == what], runs, times)
             for (what, workers, span), (n, _), t in zip(plan, runs, times, strict=True):
                 engine = "local" if span is None else "dask"
                 _record(self.results, what, engine, workers, span, n, statistics.median(t))
+                self.results[-1]["runs"] = [round(x, 4) for x in t]
                 if engine == "dask" and workers == 1:
                     # The same round's local run on one thread: the median of paired ratios,
                     # robust to a machine whose speed drifts between rounds.
@@ -140,6 +134,18 @@ class Bench:
         finally:
             for _, client in clusters.values():
                 client.shutdown()
+
+    def _rounds(self, ks: list[int], runs: list, times: list[list[float]]) -> None:
+        """Rounds of one stage's configurations ``ks``: round 0 warms each up, then each
+        round runs each once, forwards and backwards in turn (a drift within a round
+        slows both ends alike).  A stage's rounds are not interleaved with another
+        stage's: a generation run rewriting 2 GB of page cache can slow the run that
+        follows it (the z-score by 0-20% here, in single noisy runs)."""
+        for r in range(self.rounds + 1):
+            for k in ks if r % 2 == 0 else ks[::-1]:
+                seconds = runs[k][1]()
+                if r:
+                    times[k].append(seconds)
 
     def _stage(self, what: str, engine, threads: int) -> tuple[int, Callable[[], float]]:
         """Samples and a run (returning its seconds) of generation, z-score or STL.

@@ -127,7 +127,7 @@ def _generate_file(spec: GenSpec, path: str, layout: Layout, span: Span, fsync: 
     fd = os.open(path, os.O_WRONLY)
     try:
         out = PageSafeWriter(fd, layout.header_len, layout.dtype, span.start, span.stop)
-        buf, found = np.empty(BLOCK_SIZE, layout.dtype), _Found()
+        buf, found = task_buffer(BLOCK_SIZE, layout.dtype), _Found()
         crcs = []
         for chunk in range(span.first, span.last):
             a, b = layout.bounds(chunk)

@@ -22,6 +22,15 @@ from consumer.detectors.zscore import ZScoreDetector, ZScoreParams
 from consumer.kernels import zscore as zk
 
 
+def _stale_work():
+    """The lanes kernel's scratch holding garbage, as a buffer reused between calls
+    would: its contents on entry must not matter."""
+    work = zk.lane_work()
+    for a in work:
+        a.fill(True if a.dtype == np.bool_ else (-7 if a.dtype.kind == "i" else np.nan))
+    return work
+
+
 def both(x, x0, start, stop, window, threshold, resync):
     """(indices, score bits) of the scalar and of the lanes kernel."""
     n = max(stop - start, 1)
@@ -29,7 +38,10 @@ def both(x, x0, start, stop, window, threshold, resync):
     for lanes in (False, True):
         idx, sc = np.empty(n, np.int64), np.empty(n)
         if lanes:
-            k = zk._rolling_zscore_lanes(x, x0, start, stop, window, threshold, resync, idx, sc)
+            work = _stale_work()
+            k = zk._rolling_zscore_lanes(
+                x, x0, start, stop, window, threshold, resync, idx, sc, work
+            )
         else:
             dense = np.empty(0, np.float32)
             k = zk._rolling_zscore(x, x0, start, stop, window, threshold, resync, idx, sc, dense)

@@ -19,15 +19,17 @@ from shared.params import Params, choice, integer, number, param
 _flag_buffers = threading.local()
 
 
-def _flag_buffers_for(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """This thread's index / score buffers of at least ``n`` entries, kept between calls.
+def _flag_buffers_for(n: int) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+    """This thread's index / score buffers of at least ``n`` entries and the lanes
+    kernel's scratch, kept between calls.
 
     Each of the kernel's 16 lanes writes to its own region spread over the whole
     buffer: a fresh 16 MB pair per chunk page-faults at every region.
     """
     buf = getattr(_flag_buffers, "buf", None)
     if buf is None or len(buf[0]) < n:
-        buf = (np.empty(n, np.int64), np.empty(n, np.float64))
+        work = buf[2] if buf is not None else zk.lane_work()
+        buf = (np.empty(n, np.int64), np.empty(n, np.float64), work)
         _flag_buffers.buf = buf
     return buf
 
@@ -81,10 +83,10 @@ class ZScoreDetector(Detector):
         x = data if data.dtype == np.float64 else data.astype(np.float64)
         p = self.p
         if p.mode == "rolling" and not dense:  # flags only: 16 segments at a time
-            idx, sc = _flag_buffers_for(stop - start)
+            idx, sc, work = _flag_buffers_for(stop - start)
             d = np.empty(0, np.float32)
             k = zk._rolling_zscore_lanes(
-                x, data_start, start, stop, p.window, p.threshold, zk.RESYNC, idx, sc
+                x, data_start, start, stop, p.window, p.threshold, zk.RESYNC, idx, sc, work
             )
         elif p.mode == "rolling":
             idx, sc, d = self._buffers(stop - start, dense)

@@ -377,8 +377,24 @@ def _lane_round(x, x0, seg, s_lo, nl, window, thr2, start, idx, score, nflag, wo
     return nflag
 
 
+def lane_work() -> tuple[np.ndarray, ...]:
+    """Scratch buffers of ``_rolling_zscore_lanes`` (about 540 KB), for a caller to keep
+    per thread: allocated per call, they were fresh pages to fault in at every chunk
+    wherever malloc returns freed memory at once (Dask's workers set
+    ``MALLOC_TRIM_THRESHOLD_``), 8-14% of the z-score's time there."""
+    return (
+        np.empty(_NG * _GS),
+        np.empty(2 * _NG * _HS),
+        np.empty(2 * _NG * _CS),
+        np.empty(4 * _T, np.bool_),
+        np.empty((5, _NL), np.int64),
+        np.empty(_NL),
+        np.empty(_NL, np.int64),
+    )
+
+
 @njit(cache=True, nogil=True)
-def _rolling_zscore_lanes(x, x0, start, stop, window, threshold, resync, idx, score):
+def _rolling_zscore_lanes(x, x0, start, stop, window, threshold, resync, idx, score, work):
     """``_rolling_zscore`` without dense scores, 16 segments at a time: same bits.
 
     Trick: the exact recomputation at every multiple of ``resync`` makes the
@@ -386,21 +402,13 @@ def _rolling_zscore_lanes(x, x0, start, stop, window, threshold, resync, idx, sc
     SIMD lanes (``_lane_steps``); their samples are interleaved into a ring of
     ``window + 256`` steps, which serves both the entering and the leaving
     sample.  Windows above ``resync / 8`` (a long pre-fill, a large ring) and
-    the last few segments of a call run the scalar loop.
+    the last few segments of a call run the scalar loop.  ``work`` is
+    ``lane_work()``'s scratch (its contents on entry do not matter).
     """
     seg = _segments(start, stop, window, resync)
     thr2 = threshold * threshold
     nflag, s = np.int64(0), np.int64(0)
     if 8 * window <= resync and window <= _MAX_WINDOW and seg.shape[0] >= _MIN_ROUND:
-        work = (
-            np.empty(_NG * _GS),
-            np.empty(2 * _NG * _HS),
-            np.empty(2 * _NG * _CS),
-            np.empty(4 * _T, np.bool_),
-            np.empty((5, _NL), np.int64),
-            np.empty(_NL),
-            np.empty(_NL, np.int64),
-        )
         while seg.shape[0] - s >= _MIN_ROUND:
             nl = min(_NL, seg.shape[0] - s)
             nflag = _lane_round(x, x0, seg, s, nl, window, thr2, start, idx, score, nflag, work)
@@ -491,7 +499,7 @@ def zscore(
     sc = np.empty(n, np.float64)
     dense = np.empty(n if scores else 0, np.float32)
     if mode == "rolling" and not scores:
-        k = _rolling_zscore_lanes(x, 0, 0, n, window, threshold, RESYNC, idx, sc)
+        k = _rolling_zscore_lanes(x, 0, 0, n, window, threshold, RESYNC, idx, sc, lane_work())
     elif mode == "rolling":
         k = _rolling_zscore(x, 0, 0, n, window, threshold, RESYNC, idx, sc, dense)
     else:
