@@ -424,8 +424,9 @@ def report(pl: Plan, args: argparse.Namespace, pf: dict, cf: dict, wall: float) 
         ("peak RSS MiB", *(f"{f.get('peak_rss_bytes', 0) / 2**20:.0f}" for f in (pf, cf))),
     ]
     print()
+    width = max(14, *(len(c) + 2 for r in rows for c in r[1:]))  # 1e10 has 14 characters
     for r in rows:
-        print(f"  {r[0]:<14}{r[1]:>14}{r[2]:>14}")
+        print(f"  {r[0]:<14}{r[1]:>{width}}{r[2]:>{width}}")
     print(
         f"  end to end: {n:,} samples in {wall:.2f} s = {n / wall / 1e6:.1f}M samples/s "
         "(both processes, start to finish)"
@@ -481,10 +482,30 @@ def _clean_up(pl: Plan, args: argparse.Namespace) -> None:
     shutil.rmtree(pl.tmpdir)
 
 
+def _stopped(pl: Plan, args: argparse.Namespace) -> None:
+    """After an interrupt or a failure: say how far both sides got, and remove the
+    temporary directory (a ring in ``/dev/shm`` is memory) unless ``--keep``."""
+    done = [_last_samples(m) for m in (pl.prod_metrics, pl.cons_metrics)]
+    of = f" of {pl.n:,}" if pl.n else ""
+    line = f"single_machine.py: stopped at {done[0]:,}{of} samples generated, {done[1]:,} consumed"
+    if pl.tmpdir is None:
+        line += f"; the stream and outputs stay at {pl.stream} (rerun with --overwrite)"
+    elif args.keep:
+        line += f"; kept {pl.tmpdir}"
+    else:
+        shutil.rmtree(pl.tmpdir, ignore_errors=True)
+        line += "; temporary files removed (--keep keeps them)"
+    sys.stderr.write(line + "\n")
+
+
 def run(args: argparse.Namespace) -> int:
     """Plan, run both sides, render the chart, report, clean up."""
     pl = plan(args)
-    outputs, wall = supervise(pl, live=not args.quiet)
+    try:
+        outputs, wall = supervise(pl, live=not args.quiet)
+    except BaseException:
+        _stopped(pl, args)
+        raise
     pf, cf = _figures(outputs["producer"][0]), _figures(outputs["consumer"][0])
     from shared.plot import render_throughput
 

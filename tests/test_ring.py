@@ -566,3 +566,41 @@ def test_single_machine_runs_on_a_ring_in_shared_memory(tmp_path):
         assert fig["consumer"]["samples"] == 2_000_000 and fig["consumer"]["recall"] > 0.99
     finally:
         shutil.rmtree(stream.parent)  # --keep kept it (in shared memory)
+
+
+def test_single_machine_interrupted_removes_its_ring(tmp_path):
+    """Ctrl-C (SIGINT to the process group) of a temporary-ring run: exit 130 with how far
+    both sides got, and the ring's directory removed (in /dev/shm it is memory)."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    places = [p for p in (Path("/dev/shm"), tmp) if p.is_dir()]
+    before = {d for p in places for d in p.glob("tsstream-*")}
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "single_machine.py"), "--num_samples", "10000000000",
+         "--detector", "zscore", "--quiet"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "TMPDIR": str(tmp)},
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until the consumer has results
+            new = {d for p in places for d in p.glob("tsstream-*")} - before
+            metrics = [d / "stream.consumer.metrics.jsonl" for d in new]
+            if any(m.exists() and '"samples": 0,' not in m.read_text()[-200:] for m in metrics):
+                break
+            time.sleep(0.1)
+        assert len(new) == 1, new
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert lines[-1] == "single_machine.py: interrupted", err
+    stopped = lines[-2]
+    assert stopped.startswith("single_machine.py: stopped at "), err
+    assert "of 10,000,000,000 samples generated" in stopped and "removed" in stopped, err
+    assert "Traceback" not in err
+    assert not any(d.exists() for d in new), new

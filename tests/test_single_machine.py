@@ -119,3 +119,20 @@ def test_bad_arguments_exit_2_without_files(tmp_path):
     res = run(tmp_path, "--seasonality", "{bad")
     assert res.returncode == 2 and "seasonality" in res.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_report_columns_stay_apart_at_1e10_samples(tmp_path, capsys, monkeypatch):
+    """The figures table of a 1e10-sample run: 14-character sample counts, one column each."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    import single_machine
+
+    stream = tmp_path / "stream.npy"
+    pl = single_machine.Plan(
+        10**10, stream, None, stream, stream, tmp_path / "t.png", [], [], ring=256 << 20
+    )
+    side = {"samples": 10**10, "seconds": 65.13, "samples_per_s": 1.536e8, "peak_rss_bytes": 1}
+    args = single_machine.build_parser().parse_args(["--detector", "zscore"])
+    single_machine.report(pl, args, dict(side), dict(side, seconds=65.06), 66.0)
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[1:6]}
+    assert rows["samples"] == ["10,000,000,000", "10,000,000,000"], rows
+    assert rows["seconds"] == ["65.13", "65.06"], rows
