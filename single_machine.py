@@ -328,6 +328,8 @@ def supervise(pl: Plan, live: bool) -> tuple[dict[str, tuple[str, str]], float]:
         _terminate(procs.values())
         for proc in procs.values():
             proc.wait()
+        if progress:
+            progress.close()  # end a terminal's progress line before the messages
         raise
     wall = time.perf_counter() - t0
     if progress:

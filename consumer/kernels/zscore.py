@@ -381,7 +381,8 @@ def lane_work() -> tuple[np.ndarray, ...]:
     """Scratch buffers of ``_rolling_zscore_lanes`` (about 540 KB), for a caller to keep
     per thread: allocated per call, they were fresh pages to fault in at every chunk
     wherever malloc returns freed memory at once (Dask's workers set
-    ``MALLOC_TRIM_THRESHOLD_``), 8-14% of the z-score's time there."""
+    ``MALLOC_TRIM_THRESHOLD_``): 5-14% of a worker's z-score time (the loop of
+    ``bench/dask_worker_env.py``)."""
     return (
         np.empty(_NG * _GS),
         np.empty(2 * _NG * _HS),
