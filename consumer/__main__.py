@@ -64,8 +64,8 @@ def _detection_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--summary", help="summary JSON (default <stem>.summary.json)")
     p.add_argument(
         "--labels",
-        help="labelled indices .npy (precision/recall/F1), or windows: NAB's "
-        "combined_windows.json or a start,end CSV (event figures)",
+        help="labelled indices: .npy or a Zarr stream store (precision/recall/F1), or "
+        "windows: NAB's combined_windows.json or a start,end CSV (event figures)",
     )
     p.add_argument(
         "--tolerance",

@@ -278,6 +278,7 @@ class DaskConsumerRun(_ConsumerRun):
         self, location: str, config: ConsumerConfig, hooks: Hooks, engine: EngineOptions
     ) -> None:
         self.location, self.zarr, self.engine = location, is_zarr(location), engine
+        self.storage_options = engine.storage_options  # for a store's labels too
         base = output_base(location)
         paths = config.paths or OutputPaths.for_input(base)
         self.scores_store = None

@@ -1,7 +1,7 @@
 """Range labels (windows) and event-wise detection figures.
 
-``--labels`` takes labelled indices (``.npy``, scored point-wise by
-``consumer.sink.label_figures``) or windows:
+``--labels`` takes labelled indices (``.npy`` or a Zarr stream store, scored
+point-wise by ``consumer.sink.label_figures``) or windows:
 
 * NAB's ``combined_windows.json``: an object mapping data files (paths relative
   to NAB's data folder) to lists of ``[start, end]`` timestamps; the input's
@@ -31,7 +31,7 @@ from shared.errors import UsageError
 
 
 def labels_kind(path: str | os.PathLike[str]) -> str:
-    """``"points"`` for an ``.npy`` file, ``"windows"`` for ``.json`` or ``.csv``."""
+    """``"windows"`` for ``.json`` or ``.csv``, else ``"points"`` (``.npy``, a Zarr store)."""
     suffix = Path(path).suffix.lower()
     if suffix == ".json":
         return "windows"

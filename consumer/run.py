@@ -105,8 +105,15 @@ class OutputPaths:
                 check_output_path(p)
 
 
-def load_labels(path: str | os.PathLike[str]) -> np.ndarray:
-    """Sorted int64 labelled indices from a 1-D integer NPY file."""
+def load_labels(
+    path: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
+) -> np.ndarray:
+    """Sorted int64 labelled indices from a 1-D integer NPY file, or the labels a Zarr
+    stream store holds (a path ending ``.zarr`` or a URL; ``storage_options`` for fsspec)."""
+    from shared.zarr_store import is_zarr
+
+    if is_zarr(path):
+        return _store_labels(str(path), storage_options)
     p = Path(path)
     if not p.exists():
         raise UsageError(f"{p}: no such labels file")
@@ -119,6 +126,15 @@ def load_labels(path: str | os.PathLike[str]) -> np.ndarray:
     if arr.ndim != 1 or arr.dtype.kind not in "iu":
         raise UsageError(f"{p}: labels must be a 1-D integer array")
     return np.sort(np.asarray(arr, np.int64))
+
+
+def _store_labels(location: str, storage_options: dict[str, Any] | None) -> np.ndarray:
+    from shared.zarr_store import ZarrStreamReader
+
+    with ZarrStreamReader(location, storage_options) as store:
+        if "labels_file" not in (store.doc or {}):
+            raise UsageError(f"{location}: the stream holds no labels (made without anomalies)")
+        return np.sort(store.labels().astype(np.int64))
 
 
 @dataclass
@@ -134,7 +150,8 @@ class ConsumerConfig:
     paths
         Output paths (default: beside the input).
     labels, tolerance
-        Labelled indices to score against, and the hit tolerance in samples.
+        Labels to score against (a ``.npy`` or a Zarr stream store of indices, or
+        windows: see ``consumer.events``), and the hit tolerance in samples.
     follow, timeout
         Wait for a running producer (its heartbeat may be at most ``timeout`` s old).
     raw_dtype, chunk_size
@@ -263,6 +280,7 @@ class _ConsumerRun:
     """
 
     outputs_class: type[Outputs] = Outputs
+    storage_options: dict[str, Any] | None = None  # fsspec options of the stores it reads
 
     def __init__(self, file: Path, config: ConsumerConfig, hooks: Hooks) -> None:
         self.file, self.config, self.hooks = file, config, hooks
@@ -390,7 +408,7 @@ class _ConsumerRun:
         if self.config.labels is not None:
             # Validate now; read at the end, when the producer has written every label.
             if labels_kind(self.config.labels) == "points":
-                load_labels(self.config.labels)
+                load_labels(self.config.labels, self.storage_options)
             else:
                 self._windows()
         if progress is None:
@@ -546,7 +564,7 @@ class _ConsumerRun:
             if self.config.labels is not None:
                 flags = np.load(self.paths.indices, mmap_mode="r")
                 if labels_kind(self.config.labels) == "points":
-                    labels = load_labels(self.config.labels)
+                    labels = load_labels(self.config.labels, self.storage_options)
                     final.update(label_figures(flags, labels, self.detector.tolerance))
                 else:
                     figures = event_figures(
@@ -643,7 +661,11 @@ def _wait_for_stream(
 
     Lets a consumer start before its producer, so that both start up at once.
     """
-    needed = [file, sidecar_path(file)] + ([Path(labels)] if labels is not None else [])
+    from shared.zarr_store import is_zarr
+
+    needed = [file, sidecar_path(file)]
+    if labels is not None and not is_zarr(labels):  # a store's labels are read at the end
+        needed.append(Path(labels))
     deadline = time.monotonic() + wait_s
     while not all(p.exists() for p in needed):
         if stop is not None and stop.is_set():

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from consumer.run import ConsumerConfig, OutputPaths, run_consumer
+from consumer.run import ConsumerConfig, OutputPaths, load_labels, run_consumer
 from producer.generate import generate_with_labels
 from producer.write import write_stream
 from shared.engine import DaskEngine, EngineOptions, connect, engine_options
@@ -172,11 +172,17 @@ def test_zarr_store_producer_consumer_verify(client, tmp_path):
     assert data.chunks == (CHUNK,) and data.shards == (2 * CHUNK,)
     assert zarr.open_group(store, mode="r").attrs["tsstream"]["generation"]["seed"] == 11
     det = {"type": "stl", "params": {"threshold": 5, "period": 24}}
-    consume_local(tmp_path / "local.npy", tmp_path, "L", det)
+    labels = tmp_path / "local.labels.npy"
+    consume_local(tmp_path / "local.npy", tmp_path, "L", dict(det, labels=labels))
     scores = str(tmp_path / "scores.zarr")
-    config = ConsumerConfig(paths=out_paths(tmp_path, "D", scores=scores), **det)
+    # --labels of a Zarr stream: the labels the store holds.
+    config = ConsumerConfig(paths=out_paths(tmp_path, "D", scores=scores), labels=store, **det)
     run_consumer_dask(store, config, engine=dask_engine(client, span=2 * CHUNK))
     same_outputs(tmp_path, "L", "D", scores=False)
+    sl, sd = (json.loads((tmp_path / f"{t}.summary.json").read_text()) for t in "LD")
+    assert sd["labels"] == len(np.load(labels)) > 0
+    figures = ("labels", "precision", "recall", "f1")
+    assert [sd[k] for k in figures] == [sl[k] for k in figures]
     dense = zarr.open_array(scores, path="scores", mode="r")
     assert dense.chunks == (CHUNK,) and dense.shards == (2 * CHUNK,)  # whole chunks, span shards
     assert dense[:].tobytes() == np.load(tmp_path / "L.scores.npy").tobytes()
@@ -186,6 +192,12 @@ def test_zarr_store_producer_consumer_verify(client, tmp_path):
     shard.write_bytes(bytes(raw))
     with ZarrStreamReader(store) as r:
         assert r.verify() == [3]
+    plain = str(tmp_path / "plain.zarr")  # no anomalies: no labels to score against
+    write_stream_dask(plain, CHUNK, generation_params(seed=1), engine=eng, chunk_size=CHUNK)
+    with pytest.raises(UsageError, match="plain.zarr: the stream holds no labels"):
+        load_labels(plain)
+    with pytest.raises(UsageError, match="no such store"):
+        load_labels(str(tmp_path / "none.zarr"))
 
 
 @pytest.fixture
@@ -221,6 +233,9 @@ def test_zarr_on_s3_producer(client, tmp_path, s3):
         assert np.array_equal(r.read(0, n), np.load(tmp_path / "local.npy"))
         assert json.dumps(r.doc["chunks"]).encode() == stream_files(tmp_path / "local.npy")["crcs"]
         assert np.array_equal(r.labels(), np.load(tmp_path / "local.labels.npy"))
+    # --labels of an S3 store: its labels, read with the run's storage options.
+    want = np.load(tmp_path / "local.labels.npy")
+    assert np.array_equal(load_labels("s3://tsstream/gen.zarr", s3), want)
 
 
 # ----------------------------------------------------------------------------- consumer
