@@ -32,6 +32,7 @@ import logging
 import os
 import statistics
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,6 +56,27 @@ def _record(results: list, what: str, engine: str, workers: int, span, n: int, s
     }
     results.append(r)
     print(json.dumps(r), flush=True)
+
+
+def _noop(i: int) -> int:
+    return i
+
+
+def _noop_round_trips(client, tasks: int = 256, ahead: int = 4) -> dict:
+    """Dask's own cost per task on this machine: ``tasks`` no-op tasks, ``ahead`` in flight
+    (as the engines keep them), and the CPU seconds of this process (scheduler, client)."""
+    client.submit(_noop, -1, pure=False).result()
+    c0, t0 = os.times(), time.perf_counter()
+    inflight = []
+    for i in range(tasks):
+        inflight.append(client.submit(_noop, i, pure=False))
+        if len(inflight) >= ahead:
+            inflight.pop(0).result()
+    client.gather(inflight)
+    wall, c1 = time.perf_counter() - t0, os.times()
+    cpu = (c1.user - c0.user) + (c1.system - c0.system)
+    return {"what": "noop", "engine": "dask", "workers": 1, "tasks": tasks, "seconds": wall,
+            "driver_cpu_seconds": cpu, "ms_per_task": 1000 * wall / tasks}  # fmt: skip
 
 
 class Bench:
@@ -118,6 +140,9 @@ class Bench:
                     address = clusters[workers][0].scheduler_address
                     engine = EngineOptions(engine="dask", scheduler=address, span=span)
                 runs.append(self._stage(what, engine, 1 if engine else workers))
+            if 1 in clusters:
+                self.results.append(_noop_round_trips(clusters[1][1]))
+                print(json.dumps(self.results[-1]), flush=True)
             times: list[list[float]] = [[] for _ in plan]
             for what in dict.fromkeys(w for w, _, _ in plan):
                 self._rounds([k for k, p in enumerate(plan) if p[0] == what], runs, times)
@@ -172,6 +197,8 @@ STAGES = ("generation", "zscore", "stl")
 
 def summarize(results: list[dict], scale: dict[str, int]) -> list[str]:
     """Markdown tables: overhead per span (1 worker x 1 thread), and 1 -> 2 workers."""
+    noop = [r for r in results if r["what"] == "noop"]
+    results = [r for r in results if r["what"] != "noop"]
     local = {(r["what"], r["workers"]): r for r in results if r["engine"] == "local"}
     dask = {(r["what"], r["workers"], r["span"]): r for r in results if r["engine"] == "dask"}
     rows = ["| stage | span | local, 1 thread (s) | Dask, 1 worker x 1 thread (s) | overhead |"]
@@ -196,6 +223,10 @@ def summarize(results: list[dict], scale: dict[str, int]) -> list[str]:
             f"| {what} | 2^{scale[what].bit_length() - 1} | {m[0]:.1f} | {m[1]:.1f} | {m[2]:.1f}"
             f" | {m[3]:.1f} | {m[3] / m[2]:.2f}x |"
         )
+    for r in noop:
+        rows += ["", f"Dask alone: {r['tasks']} no-op tasks in {r['seconds']:.3f} s"
+                 f" ({r['ms_per_task']:.2f} ms a task), {r['driver_cpu_seconds']:.2f} CPU-s"
+                 " in the driver's process"]  # fmt: skip
     return rows
 
 
