@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -95,15 +96,17 @@ def _kernel_rates(n: int, threads: int, rounds: int) -> dict[str, float]:
     x = np.random.default_rng(1).standard_normal(n)
     window, thr = 1000, 3.0
 
-    work = zk.lane_work()
+    scratch = threading.local()  # the lanes kernel's scratch, one per pool thread
 
     def chunk(c: int, lanes: bool) -> int:
         a, b = c * CHUNK, min(n, (c + 1) * CHUNK)
         ws, we = zk.rolling_zscore_window(a, b, n, window)
         idx, sc = np.empty(b - a, np.int64), np.empty(b - a)
         if lanes:
+            if not hasattr(scratch, "work"):
+                scratch.work = zk.lane_work()
             return zk._rolling_zscore_lanes(
-                x[ws:we], ws, a, b, window, thr, zk.RESYNC, idx, sc, work
+                x[ws:we], ws, a, b, window, thr, zk.RESYNC, idx, sc, scratch.work
             )
         empty = np.empty(0, np.float32)
         return zk._rolling_zscore(x[ws:we], ws, a, b, window, thr, zk.RESYNC, idx, sc, empty)
