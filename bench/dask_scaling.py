@@ -11,7 +11,10 @@ stream of ``--n`` samples (``write_stream`` / ``write_stream_dask``) and running
 rolling z-score consumer over it (``run_consumer`` / ``run_consumer_dask``).
 Scaling: one and two worker processes (one thread each) for generation and z-score
 at ``--scale_span`` and STL (period 200, seasonal 7, on ``--stl_n`` samples) at
-``--stl_span``, beside the local engine on one and two threads.  Every time is the
+``--stl_span``, beside the local engine on one and two threads.  Dask alone: 256
+no-op tasks on the one-worker cluster, four in flight as the engines keep them (wall
+seconds and this process's CPU seconds: the scheduler's and the client's cost per
+task).  Every time is the
 engine's own (``WriteResult.seconds``, the summary's ``seconds``): from the first
 chunk submitted to the last one committed or published, without the cluster's
 start-up or the workers' warm-up; stage by stage, every configuration runs once untimed,
