@@ -14,10 +14,10 @@ at ``--scale_span`` and STL (period 200, seasonal 7, on ``--stl_n`` samples) at
 ``--stl_span``, beside the local engine on one and two threads.  Dask alone: 256
 no-op tasks on the one-worker cluster, four in flight as the engines keep them (wall
 seconds and this process's CPU seconds: the scheduler's and the client's cost per
-task).  Every time is the
-engine's own (``WriteResult.seconds``, the summary's ``seconds``): from the first
-chunk submitted to the last one committed or published, without the cluster's
-start-up or the workers' warm-up; stage by stage, every configuration runs once untimed,
+task).  Every time is the engine's own (``WriteResult.seconds``, the summary's
+``seconds``): from the first chunk submitted to the last one committed or published,
+without the cluster's start-up or the workers' warm-up; stage by stage, every
+configuration runs once untimed,
 then ``--rounds`` rounds run each of the stage's configurations once in turn, forwards
 and backwards in alternate rounds (so that a machine whose speed drifts slows all of
 them alike), and the median of each is reported (the runs are in the JSON); for one
