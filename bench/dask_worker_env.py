@@ -2,17 +2,20 @@
 
     python bench/dask_worker_env.py --n 268435456 --rounds 7 --dir /dev/shm
     python bench/dask_worker_env.py --n 268435456 --rounds 7 --dir /dev/shm --no_trim
+    python bench/dask_worker_env.py --n 16777216 --rounds 4 --type stl [--keep_freed]
 
 Writes a stream of ``--n`` samples (seasonal, float64) once, then alternates, ``--rounds``
 times, one pass of the local engine's chunk worker (``consumer.run._Worker``: map the
-chunk's window, run the rolling z-score, window 1000, threshold 4) over every chunk, run
+chunk's window, run the detector: ``--type zscore``, rolling, window 1000, threshold 4,
+or ``stl``, period 200, seasonal 7) over every chunk, run
 in this process and then as one task on a ``LocalCluster`` of one worker process with one
 thread.  For each it reports the median wall seconds and the task thread's system
 seconds, user seconds and minor page faults: a process-level difference (allocator
 settings, the worker's own threads) shows as a gap between the two with the same work.
 ``--no_trim`` starts the worker without the ``MALLOC_TRIM_THRESHOLD_`` that Dask's nanny
 sets by default (``distributed.nanny.pre-spawn-environ``), which makes glibc return
-freed memory at once, so that a buffer allocated per call is fresh pages every time.
+freed memory at once, so that a buffer allocated per call is fresh pages every time;
+``--keep_freed`` first applies what the engine's worker plugin does (``shared.malloc``).
 """
 
 from __future__ import annotations
@@ -29,10 +32,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DETECTOR = {"window": 1000, "threshold": 4}
+DETECTORS = {
+    "zscore": {"window": 1000, "threshold": 4},
+    "stl": {"threshold": 5, "seasonal": 7, "period": 200},
+}
 
 
-def chunk_pass(stream: str, chunk: int) -> tuple[float, float, float, int]:
+def chunk_pass(stream: str, chunk: int, kind: str) -> tuple[float, float, float, int]:
     """(wall, system, user seconds, minor faults) of this thread for one pass."""
     from consumer.dask_engine import _SamplesFile
     from consumer.detectors.registry import make_detector
@@ -41,7 +47,7 @@ def chunk_pass(stream: str, chunk: int) -> tuple[float, float, float, int]:
 
     info = read_npy_header(Path(stream))
     layout = Layout(info.num_samples, info.dtype, chunk, info.header_len)
-    detector = make_detector("zscore", DETECTOR, info.num_samples)
+    detector = make_detector(kind, DETECTORS[kind], info.num_samples)
     detector.warm_up(layout.dtype, False)
     r0, t0 = resource.getrusage(resource.RUSAGE_THREAD), time.perf_counter()
     with _SamplesFile(stream, layout) as reader:
@@ -58,6 +64,12 @@ def main() -> None:
     ap.add_argument("--n", type=lambda s: int(float(s)), default=1 << 28)
     ap.add_argument("--chunk", type=int, default=1 << 20)
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--type", choices=sorted(DETECTORS), default="zscore")
+    ap.add_argument(
+        "--keep_freed",
+        action="store_true",
+        help="apply shared.malloc.keep_freed_memory in the worker (as the engine's plugin does)",
+    )
     ap.add_argument("--dir", default="/dev/shm")
     ap.add_argument("--no_trim", action="store_true", help="worker without MALLOC_TRIM_THRESHOLD_")
     args = ap.parse_args()
@@ -85,10 +97,14 @@ def main() -> None:
         )
         client = Client(cluster)
         try:
+            if args.keep_freed:
+                from shared.malloc import keep_freed_memory
+
+                client.run(keep_freed_memory)
             runs: dict[str, list] = {"driver": [], "worker": []}
             for _ in range(args.rounds):
-                runs["driver"].append(chunk_pass(stream, args.chunk))
-                task = client.submit(chunk_pass, stream, args.chunk, pure=False)
+                runs["driver"].append(chunk_pass(stream, args.chunk, args.type))
+                task = client.submit(chunk_pass, stream, args.chunk, args.type, pure=False)
                 runs["worker"].append(task.result())
         finally:
             client.shutdown()
@@ -96,14 +112,15 @@ def main() -> None:
     for where, rs in runs.items():
         med = [statistics.median(r[k] for r in rs) for k in range(4)]
         medians[where] = med
-        row = {"where": where, "no_trim": args.no_trim, "samples": args.n}
+        row = {"where": where, "type": args.type, "samples": args.n}
+        row.update(no_trim=args.no_trim, keep_freed=args.keep_freed)
         row.update(zip(("wall_s", "sys_s", "user_s", "minor_faults"), med, strict=True))
         row["walls"] = [round(r[0], 4) for r in rs]
         print(json.dumps(row), flush=True)
     d, w = medians["driver"], medians["worker"]
     print(
         f"worker / driver: wall {w[0] / d[0]:.3f}x, minor faults {w[3]:.0f} vs {d[3]:.0f}"
-        f" (no_trim={args.no_trim})"
+        f" (type={args.type}, no_trim={args.no_trim}, keep_freed={args.keep_freed})"
     )
 
 

@@ -83,6 +83,9 @@ class KernelWarmUp(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         """Called by Dask when the plugin is registered or a worker (re)starts."""
+        from shared.malloc import keep_freed_memory
+
+        keep_freed_memory()  # the kernels' per-call arrays reuse pages (shared.malloc)
         key = hashlib.sha256(pickle.dumps(self.warm) + _stamp().encode()).hexdigest()[:20]
         marker = _marker_dir() / f".tsstream-warm-{key}"
         if not marker.exists():
