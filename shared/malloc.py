@@ -13,7 +13,6 @@ in the heap; the engine's worker plugin calls it in every worker.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -32,13 +31,12 @@ def keep_freed_memory() -> bool:
     """
     if sys.platform != "linux" or os.environ.get(ENV_OPT_OUT) == "1":
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):  # a libc without mallopt (musl): nothing to tune
+        if not os.confstr("CS_GNU_LIBC_VERSION"):  # glibc's thresholds only
+            return False
+    except (ValueError, OSError):  # another libc (musl): nothing to tune
         return False
+    mallopt = ctypes.CDLL(None).mallopt  # glibc is loaded in every Python on glibc Linux
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
         mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)

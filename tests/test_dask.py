@@ -460,6 +460,14 @@ def test_worker_plugin_keeps_freed_memory(client):
     assert faults < 64 * 256 // 8, faults  # 256 pages per cycle without the plugin
 
 
+def test_keep_freed_memory_opt_out(monkeypatch):
+    """``TSSTREAM_KEEP_MALLOC=1`` leaves a cluster's allocator as it was configured."""
+    from shared.malloc import ENV_OPT_OUT, keep_freed_memory
+
+    monkeypatch.setenv(ENV_OPT_OUT, "1")
+    assert keep_freed_memory() is False
+
+
 def _noop_warm() -> None:
     """A warm-up that loads nothing (the plugin's allocator setting is what is tested)."""
 
