@@ -168,7 +168,7 @@ class Bench:
         round runs each once, forwards and backwards in turn (a drift within a round
         slows both ends alike).  A stage's rounds are not interleaved with another
         stage's: a generation run rewriting 2 GB of page cache can slow the run that
-        follows it (the z-score by 0-20% here, in single noisy runs)."""
+        follows it (seen in one-off runs, not measured here)."""
         for r in range(self.rounds + 1):
             for k in ks if r % 2 == 0 else ks[::-1]:
                 seconds = runs[k][1]()

@@ -278,7 +278,6 @@ class DaskConsumerRun(_ConsumerRun):
         self, location: str, config: ConsumerConfig, hooks: Hooks, engine: EngineOptions
     ) -> None:
         self.location, self.zarr, self.engine = location, is_zarr(location), engine
-        self.storage_options = engine.storage_options  # for a store's labels too
         base = output_base(location)
         paths = config.paths or OutputPaths.for_input(base)
         self.scores_store = None
@@ -298,6 +297,11 @@ class DaskConsumerRun(_ConsumerRun):
         self.per_span = chunks_per_span(engine.span, self.reader.layout.chunk_size)
         self.nthreads = 0
         self._open_scores_store()
+
+    @property
+    def storage_options(self) -> dict[str, Any]:  # type: ignore[override]
+        """The engine's fsspec options: for the input store and a store's labels."""
+        return self.engine.storage_options
 
     def _open_reader(self, data: Path) -> StreamReader:
         """A Zarr store's reader, or the local engine's."""

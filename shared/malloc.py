@@ -4,8 +4,8 @@ Dask's nanny starts every worker with ``MALLOC_TRIM_THRESHOLD_=65536``
 (``distributed.nanny.pre-spawn-environ``): glibc then hands freed memory back to the
 system at once and stops raising its mmap threshold, so an array of a chunk's size
 allocated and freed in every call (the STL kernels allocate several per chunk) is fresh
-pages every time.  On the development VM that cost STL 4.6x the page faults and 24-27% more
-time in a worker than the same loop in the driver (``bench/dask_worker_env.py``).
+pages every time.  On the development VM that cost STL 4.6x the page faults and 24% more time
+in a worker than the same loop in the driver (``bench/dask_worker_env.py --type stl``).
 :func:`keep_freed_memory` sets glibc's own limits back to values that keep such arrays
 in the heap; the engine's worker plugin calls it in every worker.
 """
