@@ -7,6 +7,7 @@ asserts nothing about speed (benchmarks are not timed tests).
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -64,3 +65,25 @@ def test_bench_suite_and_charts_smoke(tmp_path):
     assert "kernels_vs_baseline.png" in pngs and "generate_threads.png" in pngs, pngs
     for p in charts.glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_median_interval_of_the_dask_bench_covers_the_median():
+    """The bench's confidence interval for a paired median: the textbook order statistics
+    (n = 25: the 8th and 18th), and for every n the widest k whose exact binomial coverage
+    is still >= 95% (computed here by summing the distribution)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from dask_scaling import median_interval
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+    def coverage(n: int, k: int) -> float:  # P(x_(k) <= median <= x_(n+1-k))
+        return sum(math.comb(n, j) for j in range(k, n - k + 1)) / 2**n
+
+    assert median_interval([float(v) for v in range(25, 0, -1)]) == [8.0, 18.0]
+    assert median_interval([1.0] * 5) is None
+    for n in range(6, 41):
+        lo, hi = median_interval([float(v) for v in range(1, n + 1)])
+        k = int(lo)
+        assert hi == n + 1 - k
+        assert coverage(n, k) >= 0.95 > coverage(n, k + 1)
