@@ -384,18 +384,23 @@ class RingCursor:
     def wait_ack(self, reader: Any, timeout: float, stop: Any, poll_interval: float = 0.01) -> int:
         """Wait for the producer to acknowledge this session; the first chunk it guarantees.
 
-        A ``complete`` or ``failed`` ring no longer changes: its floor is guaranteed.
-        Raises ``ProducerFailed`` when a running producer's heartbeat is older than
-        ``timeout`` seconds.
+        A ``complete`` ring no longer changes: its floor is guaranteed.  A ``failed``
+        one may be resumed by a producer started just after this consumer (both sides
+        resumed at once): it gets ``timeout`` seconds to be, as a silent producer does,
+        and then its floor is guaranteed (the tail then reports the failure).  Raises
+        ``ProducerFailed`` when a running producer's heartbeat is older than ``timeout``.
         """
+        since = time.monotonic()
         while True:
             st = reader.poll()
             ack = st.acks.get(self.name)
             if ack is not None and ack.get("session") == self.session:
                 return int(ack["first"])
-            if st.status in ("complete", "failed"):
+            waited = time.monotonic() - since
+            if st.status == "complete" or (st.status == "failed" and waited > timeout):
                 return st.floor
-            reader.check_alive(st, timeout)
+            if st.status != "failed":
+                reader.check_alive(st, timeout)
             if stop is not None and stop.is_set():
                 raise stop.interrupted() if hasattr(stop, "interrupted") else StreamError("stopped")
             time.sleep(poll_interval)
@@ -760,7 +765,7 @@ class RingWriter(StreamWriter):
             raise StreamError(
                 f"{self.path}: no consumer attached within {self.ring_timeout:g} s "
                 f"(--ring-consumers {self.ring_consumers}, {len(self._cursors)} attached); "
-                "start one, then rerun the producer with --resume"
+                "rerun the producer with --resume, then start one"
             )
         if kind == "consumer" and c is not None:
             # Silent for ring_timeout while we waited (a resumed run's old cursor gets
@@ -771,8 +776,8 @@ class RingWriter(StreamWriter):
                     f"{self.path}: consumer {c.name} (pid {c.pid}) holds chunk {c.released} "
                     f"and has not beaten for {age:.0f} s of waiting (--ring-timeout "
                     f"{self.ring_timeout:g}): "
-                    f"resume it with --resume or delete {c.path}, then rerun the producer "
-                    "with --resume"
+                    "rerun the producer with --resume, then resume that consumer with "
+                    f"--resume (or delete {c.path} to detach it)"
                 )
 
     # -- writing -----------------------------------------------------------------------

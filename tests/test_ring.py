@@ -498,11 +498,15 @@ def ring_trial(
             why = "has not beaten for" in line or "no consumer attached" in line
             assert why and "--resume" in line, (tag, line)
             assert read_json(where / "r.stream.json")["status"] == "failed", tag
-            killed = ["producer", "consumer"]
+            # The consumer resumed first: it waits for the failed ring's producer to be
+            # resumed (it used to read "failed", exit, and leave the producer blocked).
+            killed = ["consumer", "producer"]
             pargs[pargs.index("--ring-timeout") + 1] = 30
         for name in killed:
             resume = pargs if name == "producer" else cargs
             procs[name] = popen(name, *resume, "--resume", cwd=where)
+            if victim == "timeout" and name == "consumer":
+                time.sleep(1.0)  # registered, reading the failed ring
         for name, p in procs.items():
             _, err = p.communicate(timeout=120)
             assert p.returncode == 0, (tag, name, err)
