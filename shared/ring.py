@@ -372,6 +372,7 @@ class RingCursor:
     def register(self, released: int) -> None:
         """Write the cursor (a new session holding chunks from ``released`` on); start beating."""
         self.path.parent.mkdir(exist_ok=True)
+        self._remove_stale_temps()
         try:
             self._previous = self.path.read_bytes()
         except FileNotFoundError:
@@ -380,6 +381,16 @@ class RingCursor:
         self._write()
         self._thread = threading.Thread(target=self._beat, name="ring-cursor", daemon=True)
         self._thread.start()
+
+    def _remove_stale_temps(self) -> None:
+        """Remove the temporaries of this cursor's atomic writes that an earlier run left
+        (killed between writing one and renaming it: the cursor is rewritten at every
+        release, so a SIGKILL lands there now and then).  Only this cursor's name, and
+        not this process's own."""
+        mine = f".{os.getpid()}."
+        for p in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            if not p.name[len(self.path.name) + 1 :].startswith(mine):
+                p.unlink(missing_ok=True)
 
     def wait_ack(self, reader: Any, timeout: float, stop: Any, poll_interval: float = 0.01) -> int:
         """Wait for the producer to acknowledge this session; the first chunk it guarantees.

@@ -50,7 +50,14 @@ from producer import generate_with_labels
 from producer.write import stream_extra, write_stream
 from shared.errors import UsageError
 from shared.params import generation_params
-from shared.ring import RingLayout, RingStatus, RingWriter, parse_size, ring_slots
+from shared.ring import (
+    RingCursor,
+    RingLayout,
+    RingStatus,
+    RingWriter,
+    parse_size,
+    ring_slots,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHUNK = 65536
@@ -235,6 +242,27 @@ def test_ring_table_states():
     with pytest.raises(Exception, match="missed chunk 4"):
         st.ready(4, 5)
     assert list(np.nonzero(st.committed)[0]) == [3, 5] and not st.all_done()
+
+
+def test_a_cursor_removes_the_temporaries_a_killed_run_left(tmp_path):
+    """A consumer SIGKILLed between writing its cursor's temporary and renaming it leaves
+    ``.<name>.json.<pid>.<thread>.tmp``; the next run of that cursor removes it (and no
+    other cursor's), so a finished ring leaves an empty consumers directory."""
+    ring = tmp_path / "r.npy"
+    folder = tmp_path / "r.consumers"
+    folder.mkdir()
+    stale = folder / ".c-1.json.999999999.140000000000.tmp"  # a dead run's
+    other = folder / ".c-2.json.999999999.140000000000.tmp"  # another consumer's
+    stale.write_text("{")
+    other.write_text("{")
+    cursor = RingCursor(ring, "c-1")
+    cursor.register(3)
+    try:
+        assert not stale.exists() and other.exists()
+        assert json.loads((folder / "c-1.json").read_text())["released"] == 3
+    finally:
+        cursor.close(done=True)
+    assert sorted(os.listdir(folder)) == [other.name]
 
 
 def test_a_slot_is_claimed_only_over_its_previous_chunk(tmp_path):
