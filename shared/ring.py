@@ -33,6 +33,7 @@ its own checkpoint has made those chunks unnecessary.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -388,7 +389,7 @@ class RingCursor:
         release, so a SIGKILL lands there now and then).  Only this cursor's name, and
         not this process's own."""
         mine = f".{os.getpid()}."
-        for p in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+        for p in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.tmp"):
             if not p.name[len(self.path.name) + 1 :].startswith(mine):
                 p.unlink(missing_ok=True)
 
