@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -735,12 +736,15 @@ def _prepare_outputs(
 
 def _remove_stale_temps(paths: OutputPaths) -> None:
     """Temporary files that a killed run left beside its outputs (``.<name>.tmp`` and
-    ``.<name>.<pid>.<thread>.tmp``, the names of atomic replacements)."""
+    ``.<name>.<pid>.<thread>.tmp``, the names of atomic replacements), and the rows
+    dataset's directory being created (``.<name>.<pid>.tmp``, ``ParquetDataset``)."""
     for p in paths.all():
         for pattern in (f".{glob.escape(p.name)}.tmp", f".{glob.escape(p.name)}.*.tmp"):
             for tmp in p.parent.glob(pattern):
                 if tmp.is_file():
                     tmp.unlink(missing_ok=True)
+                elif tmp.is_dir() and p == paths.parquet:
+                    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _is_table(file: Path, config: ConsumerConfig) -> bool:

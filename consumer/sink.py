@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -194,19 +195,30 @@ class ParquetDataset:
         self.last_cost = 0.0
         check_rows_path(path)
         if resume is None:
-            self._clear()
-            self._write_part()
+            self._create()
         else:
             self._truncate(*resume)
 
-    def _clear(self) -> None:
-        """An empty directory at ``path`` (an earlier file or our parts removed)."""
+    def _create(self) -> None:
+        """Start afresh with part 0 in place from the directory's first instant (an
+        empty directory reads as a table without columns): a new directory is filled
+        under a hidden name (``.<name>.<pid>.tmp``) and renamed into place; an earlier
+        output's part 0 is replaced first, then its other parts removed."""
         if self.path.is_dir():
+            self._write_part()  # over the earlier part 0
             for q in self.path.iterdir():
-                q.unlink()  # only parts and temporary files: check_rows_path
-        elif self.path.exists() or self.path.is_symlink():
+                if q.name != part_name(0):
+                    q.unlink()  # only parts and temporary files: check_rows_path
+            return
+        if self.path.exists() or self.path.is_symlink():
             self.path.unlink()
-        self.path.mkdir(exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        if tmp.is_dir():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        write_rows(tmp / part_name(0), self.schema, [])
+        os.rename(tmp, self.path)
+        self.parts = 1
 
     def _truncate(self, parts: int, rows: int) -> None:
         """Keep the checkpoint's ``parts`` parts (holding ``rows`` rows), drop later ones."""

@@ -129,6 +129,67 @@ def test_a_file_left_by_an_older_version_is_replaced(tmp_path):
     assert path.is_dir() and pq.read_table(path).num_rows == SIZES[1]
 
 
+def test_a_new_dataset_appears_with_its_schema_and_replaces_an_old_one_part_first(tmp_path):
+    """The directory never exists without part 0 (an empty one reads as a table without
+    columns: a reader polling a starting consumer once got ``KeyError: 'index'``): it is
+    filled under a hidden name and renamed; an earlier output's parts are replaced."""
+    path = tmp_path / "r.parquet"
+    ParquetDataset(path)
+    assert sorted(os.listdir(path)) == [part_name(0)]
+    assert sorted(os.listdir(tmp_path)) == ["r.parquet"]  # no temporary directory left
+    assert pq.read_table(path).column_names == ["index", "value", "score"]
+    old = ParquetDataset(path)
+    for r in chunk_results()[:2]:
+        old.append(r)
+        old.publish()
+    assert len(os.listdir(path)) == 3
+    new = ParquetDataset(path)  # start afresh over it
+    assert sorted(os.listdir(path)) == [part_name(0)] and new.parts == 1 and new.rows == 0
+    assert pq.read_table(path).num_rows == 0
+
+
+def test_no_reader_sees_a_new_dataset_without_its_schema(tmp_path):
+    """A thread polls each dataset as it is created: whenever the directory exists, part 0
+    is in it (the old code, mkdir then part 0, showed an empty directory within a few
+    creations here)."""
+    import threading
+
+    current: list[Path] = [tmp_path / "none"]
+    empty: list[Path] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            p = current[0]
+            if p.is_dir() and not (p / part_name(0)).exists():
+                empty.append(p)
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        for i in range(200):
+            current[0] = tmp_path / f"r{i}.parquet"
+            ParquetDataset(current[0])
+    finally:
+        done.set()
+        reader.join()
+    assert empty == []
+
+
+def test_a_consumer_removes_the_directory_a_killed_start_left(run_module, tmp_path):
+    """``.<rows>.<pid>.tmp``, a rows directory being created when its consumer was killed,
+    goes with the next run's other leftovers."""
+    x = np.random.default_rng(3).standard_normal(200_000)
+    np.save(tmp_path / "s.npy", x)
+    stale = tmp_path / ".s.anomalies.parquet.999999999.tmp"
+    stale.mkdir()
+    (stale / part_name(0)).write_bytes(b"half")
+    rc, _, err = run_module("consumer", "--file", "s.npy", "--quiet", cwd=tmp_path)
+    assert rc == 0, err
+    assert not stale.exists()
+    assert pq.read_table(tmp_path / "s.anomalies.parquet").column_names[0] == "index"
+
+
 # -- real processes: a consumer killed mid-run, then --resume --------------------------
 
 CHUNK = 65_536
