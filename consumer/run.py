@@ -41,6 +41,7 @@ from shared.errors import FormatError, ProducerFailed, StopRequest, StreamError,
 from shared.stream import (
     DEFAULT_CHUNK_SIZE,
     StreamReader,
+    atomic_temps,
     atomic_write_json,
     check_output_path,
     read_npy_header,
@@ -739,12 +740,11 @@ def _remove_stale_temps(paths: OutputPaths) -> None:
     ``.<name>.<pid>.<thread>.tmp``, the names of atomic replacements), and the rows
     dataset's directory being created (``.<name>.<pid>.tmp``, ``ParquetDataset``)."""
     for p in paths.all():
-        for pattern in (f".{glob.escape(p.name)}.tmp", f".{glob.escape(p.name)}.*.tmp"):
-            for tmp in p.parent.glob(pattern):
-                if tmp.is_file():
-                    tmp.unlink(missing_ok=True)
-                elif tmp.is_dir() and p == paths.parquet:
-                    shutil.rmtree(tmp, ignore_errors=True)
+        for tmp in [*p.parent.glob(f".{glob.escape(p.name)}.tmp"), *atomic_temps(p)]:
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+            elif tmp.is_dir() and p == paths.parquet:
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _is_table(file: Path, config: ConsumerConfig) -> bool:

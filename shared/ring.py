@@ -33,7 +33,6 @@ its own checkpoint has made those chunks unnecessary.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
@@ -56,6 +55,7 @@ from shared.stream import (
     Layout,
     StreamWriter,
     _atomic_write_text,
+    atomic_temps,
     atomic_write_json,
     check_output_path,
     map_samples,
@@ -389,7 +389,7 @@ class RingCursor:
         release, so a SIGKILL lands there now and then).  Only this cursor's name, and
         not this process's own."""
         mine = f".{os.getpid()}."
-        for p in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.tmp"):
+        for p in atomic_temps(self.path):
             if not p.name[len(self.path.name) + 1 :].startswith(mine):
                 p.unlink(missing_ok=True)
 

@@ -207,6 +207,13 @@ class Layout:
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
 
 
+def atomic_temps(path: Path) -> Iterator[Path]:
+    """The temporaries ``_atomic_write_text`` names for ``path``
+    (``.<name>.<pid>.<thread>.tmp``) that exist now: a writer killed between writing one
+    and renaming it leaves it behind for the next run to remove."""
+    return path.parent.glob(f".{glob.escape(path.name)}.*.tmp")
+
+
 def _atomic_write_text(path: Path, text: str, fsync: bool = True, exclusive: bool = False) -> None:
     """Write ``text`` to a temporary file, then rename it to ``path``.
 
@@ -420,7 +427,7 @@ class StreamWriter:
     def _remove_stale_temps(self) -> None:
         """Temporary sidecars and the spare file left by a killed writer (we hold the
         lock: none is in use)."""
-        for tmp in self.sidecar.parent.glob(f".{glob.escape(self.sidecar.name)}.*.tmp"):
+        for tmp in atomic_temps(self.sidecar):
             tmp.unlink(missing_ok=True)
         self.sidecar.with_name(f".{self.sidecar.name}.spare").unlink(missing_ok=True)
 
