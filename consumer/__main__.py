@@ -231,13 +231,28 @@ def _summary_line(summary: dict, parquet: Path) -> str:
 COMPILE_SECONDS = {"zscore": 15, "likelihood": 4, "stl": 30}
 
 
-def _prepare_kernels(detector: str, quiet: bool) -> None:
-    """Cached kernels load cheaply; a run that must compile them first says so."""
-    from shared.jit import announce_compiles, fast_cache_loads
+def _to_stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
-    fast_cache_loads()
-    if not quiet and detector in COMPILE_SECONDS:
-        announce_compiles("consumer", detector, COMPILE_SECONDS[detector])
+
+def _prepare_kernels(detector: str, quiet: bool) -> None:
+    """Cached kernels load cheaply; a run that must compile them first says so.
+
+    numba is set up only if the run imports it: the default z-score run's kernel is
+    native (``consumer.kernels.zscore_native``), which says when it builds.
+    """
+    from consumer.kernels import zscore_native
+    from shared.jit import announce_compiles, fast_cache_loads, when_numba_loads
+
+    def numba_setup() -> None:
+        fast_cache_loads()
+        if not quiet and detector in COMPILE_SECONDS:
+            announce_compiles("consumer", detector, COMPILE_SECONDS[detector])
+
+    when_numba_loads(numba_setup)
+    if not quiet:
+        zscore_native.announce = _to_stderr
 
 
 def _run(args: argparse.Namespace, stop: StopRequest) -> int:

@@ -194,6 +194,24 @@ class ConsumerConfig:
     cli: bool = False
 
 
+def _preload_kernels(config: ConsumerConfig) -> None:
+    """Load a run's kernels before its stream appears.
+
+    numba's first use costs about 0.5 s (mostly setting up its compiler state); the
+    default z-score run's native kernel loads in milliseconds (or builds, once), and
+    then numba is not needed at all.
+    """
+    scores = config.paths is not None and config.paths.scores is not None
+    if config.type == "zscore" and not scores:
+        from consumer.kernels.zscore_native import flags_kernel
+
+        if flags_kernel() is not None:  # (its block mode still loads numba at first use)
+            return
+    from consumer.kernels.zscore import preload
+
+    preload()
+
+
 @dataclass
 class Hooks:
     """Callbacks of a run: stop request, progress, start and log lines."""
@@ -291,11 +309,7 @@ class _ConsumerRun:
             raise UsageError(f"--score-scale must be raw or unit, not {config.score_scale!r}")
         self.table = _is_table(file, config)
         if config.wait_s > 0:
-            # numba's first use costs about 0.5 s (mostly setting up its compiler state):
-            # pay it while the producer starts up, not after its stream appears.
-            from consumer.kernels.zscore import preload
-
-            preload()
+            _preload_kernels(config)  # while the producer starts up
             _wait_for_stream(file, config.labels, config.wait_s, hooks.stop)
         self.paths = config.paths or OutputPaths.for_input(file, table=self.table)
         if self.table and self.paths.series is None:

@@ -20,12 +20,20 @@ Python API leaves numba as it is):
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import re
 import sys
 import threading
 from collections.abc import Callable
 
-__all__ = ["announce_compiles", "compile_notice", "fast_cache_loads", "is_compile_notice"]
+__all__ = [
+    "announce_compiles",
+    "compile_notice",
+    "fast_cache_loads",
+    "is_compile_notice",
+    "when_numba_loads",
+]
 
 _NOTICE = re.compile(r"^\w+: compiling the .+ kernels \(first run, about \d+ s\)")
 
@@ -41,6 +49,38 @@ def compile_notice(prog: str, what: str, seconds: float) -> str:
 def is_compile_notice(line: str) -> bool:
     """Whether ``line`` is a :func:`compile_notice` (``single_machine.py`` forwards these)."""
     return bool(_NOTICE.match(line))
+
+
+def when_numba_loads(setup: Callable[[], object]) -> None:
+    """Call ``setup()`` now if numba is imported, else just after its first import.
+
+    A command whose kernels may all be native (the default z-score consumer) never
+    imports numba, and so never pays for its set-up; one that does gets the set-up
+    before any of its kernels is loaded or compiled (they are defined after
+    ``import numba`` returns).
+    """
+    if "numba" in sys.modules:
+        setup()
+        return
+
+    class AfterNumba(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name != "numba":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            if spec is None or spec.loader is None:
+                return spec
+            loader_exec = spec.loader.exec_module
+
+            def exec_module(module):
+                loader_exec(module)
+                setup()
+
+            spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+            return spec
+
+    sys.meta_path.insert(0, AfterNumba())
 
 
 def fast_cache_loads() -> bool:

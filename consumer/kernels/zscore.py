@@ -3,7 +3,9 @@
 The rolling z-score has two kernels with the same bits: ``_rolling_zscore``, one
 sample after another (also the dense-score path), and ``_rolling_zscore_lanes``,
 which runs 16 independent resynchronisation segments in lockstep as SIMD lanes
-(the consumer's flags-only path).  All are written so that the flags of sample
+(the flags-only path where the native kernel of ``consumer.kernels.zscore_native``,
+a C twin of ``_rolling_zscore`` with the same bits, is not available).  All are
+written so that the flags of sample
 ``i`` depend only on the data and on ``i`` itself, never on where a chunk starts:
 that is what makes chunked, threaded and tailed runs produce exactly the indices
 of one whole-series call.
@@ -16,9 +18,7 @@ import math
 import numpy as np
 from numba import njit
 
-# Rolling sums are recomputed exactly at every multiple of RESYNC (absolute index),
-# so rounding drift is bounded by RESYNC updates and is identical for every chunking.
-RESYNC = 1 << 16
+from consumer.kernels.zscore_native import RESYNC, rolling_zscore_window  # noqa: F401
 
 
 @njit(cache=True, nogil=True)
@@ -474,12 +474,6 @@ def _block_zscore(x, x0, start, stop, block, threshold, idx, score, dense):
             if want_dense:
                 dense[j - start] = sc
     return nflag
-
-
-def rolling_zscore_window(start: int, stop: int, n: int, window: int) -> tuple[int, int]:
-    """Sample range the rolling kernel reads to score [start, stop)."""
-    g = max(window, (start // RESYNC) * RESYNC)
-    return max(0, min(start, g) - window), stop
 
 
 def zscore(
