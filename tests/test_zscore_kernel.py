@@ -1,8 +1,9 @@
-"""The lanes rolling z-score kernel returns the scalar kernel's flags and scores, bit for bit.
+"""The lanes and native rolling z-score kernels return the scalar kernel's bits.
 
-``_rolling_zscore_lanes`` (16 resynchronisation segments in lockstep, used whenever
-no dense scores are asked for) against ``_rolling_zscore`` (the per-sample loop it
-replaces, and still the dense-score path): random series with NaN/inf runs, overflowing
+``_rolling_zscore_lanes`` (numba, 16 resynchronisation segments in lockstep) and the
+native C kernel of ``consumer.kernels.zscore_native`` (the same idea, the default
+flags-only path) against ``_rolling_zscore`` (the per-sample loop, and still the
+dense-score path): random series with NaN/inf runs, overflowing
 values, float32 data, flat runs (variances rounding below zero, which the vector test
 does not clamp), windows around the vector block (64 steps) and the lanes' limit
 (``resync / 8``), random chunk starts, stops and buffer origins, small and real
@@ -12,6 +13,10 @@ against the naive numpy oracle, and one runs the detector chunk by chunk.
 
 from __future__ import annotations
 
+import os
+import shutil
+import zlib
+
 import numpy as np
 import pytest
 from oracles import naive_rolling_zscore_batched
@@ -20,6 +25,16 @@ import consumer
 from consumer.detectors.base import SeriesInfo
 from consumer.detectors.zscore import ZScoreDetector, ZScoreParams
 from consumer.kernels import zscore as zk
+from consumer.kernels import zscore_native as zn
+
+
+def native_kernel():
+    """The native kernel; a test that needs it skips only where no C compiler exists."""
+    if shutil.which(os.environ.get("CC", "cc")) is None:
+        pytest.skip("no C compiler on PATH: the native z-score kernel cannot be built")
+    fn = zn.flags_kernel()
+    assert fn is not None, "a C compiler exists but the native z-score kernel did not build"
+    return fn
 
 
 def _stale_work():
@@ -31,22 +46,35 @@ def _stale_work():
     return work
 
 
-def both(x, x0, start, stop, window, threshold, resync):
-    """(indices, score bits) of the scalar and of the lanes kernel."""
+def kernels(x, x0, start, stop, window, threshold, resync):
+    """(indices, score bits) of the scalar, the lanes and the native kernel."""
     n = max(stop - start, 1)
     out = []
-    for lanes in (False, True):
-        idx, sc = np.empty(n, np.int64), np.empty(n)
-        if lanes:
+    for kind in ("scalar", "lanes", "native"):
+        idx, sc = np.full(n, -3, np.int64), np.full(n, np.nan)  # stale buffers
+        if kind == "lanes":
             work = _stale_work()
             k = zk._rolling_zscore_lanes(
                 x, x0, start, stop, window, threshold, resync, idx, sc, work
             )
+        elif kind == "native":
+            x = np.ascontiguousarray(x, np.float64)
+            args = (x.ctypes.data, x0, start, stop, window, threshold, resync)
+            k = native_kernel()(*args, idx.ctypes.data, sc.ctypes.data)
         else:
             dense = np.empty(0, np.float32)
             k = zk._rolling_zscore(x, x0, start, stop, window, threshold, resync, idx, sc, dense)
         out.append((idx[:k].copy(), sc[:k].view(np.int64).copy()))
     return out
+
+
+def both(x, x0, start, stop, window, threshold, resync):
+    """(indices, score bits) of the scalar and of the lanes kernel, after checking that
+    the native kernel's equal the scalar's."""
+    scalar, lanes, native = kernels(x, x0, start, stop, window, threshold, resync)
+    for want, got in zip(scalar, native, strict=True):
+        np.testing.assert_array_equal(got, want, err_msg="native kernel")
+    return scalar, lanes
 
 
 def random_series(rng, n, kind):
@@ -69,10 +97,12 @@ def random_series(rng, n, kind):
 
 
 @pytest.mark.parametrize("kind", ["normal", "spikes", "nonfinite", "overflow", "float32", "flat"])
-def test_lanes_equal_scalar_on_random_chunks(kind):
-    rng = np.random.default_rng(abs(hash(kind)) % 2**32)
+def test_lanes_and_native_equal_scalar_on_random_chunks(kind):
+    rng = np.random.default_rng(zlib.crc32(kind.encode()))  # (hash() varies by process)
     resync = 1024
-    windows = [1, 2, 3, 63, 64, 65, 100, 127, 128, 129, 1000]  # 129, 1000: scalar fallback
+    # lanes: 129 and up run the scalar fallback; native: rounds of 16 lanes for all,
+    # windows longer than a segment (2500) and than its fill of 1024 steps included
+    windows = [1, 2, 3, 63, 64, 65, 100, 127, 128, 129, 1000, 2500]
     for trial, window in enumerate(windows * 2):
         n = int(rng.integers(4 * resync, 40 * resync))
         x = random_series(rng, n, kind)
@@ -88,18 +118,34 @@ def test_lanes_equal_scalar_on_random_chunks(kind):
         np.testing.assert_array_equal(s2, s1, err_msg=f"{kind} window {window}")
 
 
-def test_lanes_equal_scalar_at_real_resync_with_short_and_leftover_lanes():
+def test_lanes_and_native_equal_scalar_at_real_resync_with_short_and_leftover_lanes():
     # 21 segments: the first starts at the window (a short lane), a round of 16, then 5
     # left (a round with idle lanes); and 17: a round of 16 and one scalar leftover.
+    # Native rounds of 12 and 8 lanes: a short first segment and 12 whole ones; 8 whole
+    # and a partial one.
     rng = np.random.default_rng(7)
     n = 21 * zk.RESYNC - 12345
     x = random_series(rng, n, "nonfinite")
-    for start, stop in ((0, n), (3 * zk.RESYNC + 17, 3 * zk.RESYNC + 17 * zk.RESYNC)):
+    r = zk.RESYNC
+    for start, stop in ((0, n), (3 * r + 17, 20 * r + 17), (0, 13 * r), (5 * r, 13 * r + 5)):
         x0 = max(0, (start // zk.RESYNC) * zk.RESYNC - 1000)
         (i1, s1), (i2, s2) = both(x[x0:stop], x0, start, stop, 1000, 3.0, zk.RESYNC)
         assert len(i1) > 1000
         np.testing.assert_array_equal(i2, i1)
         np.testing.assert_array_equal(s2, s1)
+
+
+def test_native_wrapper_checks_its_arrays():
+    native_kernel()
+    x = np.zeros(3 * zk.RESYNC)
+    idx, sc = np.empty(len(x), np.int64), np.empty(len(x))
+    assert zn.rolling_zscore_flags(x, 0, 0, len(x), 100, 3.0, idx, sc) == 0
+    with pytest.raises(ValueError, match=r"x covers \[1, "):
+        zn.rolling_zscore_flags(x[1:], 1, 0, len(x), 100, 3.0, idx, sc)
+    with pytest.raises(ValueError, match="need"):
+        zn.rolling_zscore_flags(x, 0, 0, len(x), 100, 3.0, idx[:10], sc)
+    with pytest.raises(TypeError, match="float64"):
+        zn.rolling_zscore_flags(x.astype(np.float32), 0, 0, len(x), 100, 3.0, idx, sc)
 
 
 def test_detect_equals_naive_oracle_through_lanes():
