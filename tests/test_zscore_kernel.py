@@ -127,9 +127,11 @@ def test_lanes_and_native_equal_scalar_at_real_resync_with_short_and_leftover_la
     n = 21 * zk.RESYNC - 12345
     x = random_series(rng, n, "nonfinite")
     r = zk.RESYNC
-    for start, stop in ((0, n), (3 * r + 17, 20 * r + 17), (0, 13 * r), (5 * r, 13 * r + 5)):
-        x0 = max(0, (start // zk.RESYNC) * zk.RESYNC - 1000)
-        (i1, s1), (i2, s2) = both(x[x0:stop], x0, start, stop, 1000, 3.0, zk.RESYNC)
+    cases = [(0, n), (3 * r + 17, 20 * r + 17), (0, 13 * r), (5 * r, 13 * r + 5)]
+    for (start, stop), window in zip(cases + cases[:1], [1000] * 4 + [20_000], strict=True):
+        # (a window of 20000: past the native kernel's ring, two buffers per fill)
+        x0 = max(0, (start // zk.RESYNC) * zk.RESYNC - window)
+        (i1, s1), (i2, s2) = both(x[x0:stop], x0, start, stop, window, 3.0, zk.RESYNC)
         assert len(i1) > 1000
         np.testing.assert_array_equal(i2, i1)
         np.testing.assert_array_equal(s2, s1)

@@ -153,10 +153,11 @@ static inline void transpose4(const v4d rows[4], v4d out[4])
     out[3] = SHUFFLE(t1, t3, 2, 3, 6, 7);
 }
 
-/* buf[t][4 * g + q] = src[q][t] for t < n (n a multiple of 4): 4 lanes interleaved. */
+/* buf[t][g][q] = src[q][t] for t < n: 4 lanes interleaved, 4 steps per transpose. */
 static inline void interleave(const double *const src[4], int n, v4d (*buf)[GROUPS], int g)
 {
-    for (int t = 0; t < n; t += 4) {
+    int t = 0;
+    for (; t + 4 <= n; t += 4) {
         v4d rows[4], cols[4];
         for (int q = 0; q < 4; q++)
             rows[q] = load4(src[q] + t);
@@ -164,24 +165,37 @@ static inline void interleave(const double *const src[4], int n, v4d (*buf)[GROU
         for (int u = 0; u < 4; u++)
             buf[t + u][g] = cols[u];
     }
+    for (; t < n; t++)
+        for (int q = 0; q < 4; q++)
+            buf[t][g][q] = src[q][t];
 }
+
+/* The step-major buffers of a round.  Windows up to RING_WINDOW: one ring of
+ * `rows` (window + FILL, rounded up to a multiple of FILL) that serves both the
+ * entering sample of a step and, window rows back, the leaving one.  Longer
+ * windows: the entering and the leaving samples of a fill in two buffers. */
+#define RING_WINDOW 16384
+typedef struct {
+    v4d (*buf)[GROUPS];
+    int64_t rows; /* ring rows, or 0: two buffers of FILL rows */
+} step_buffers;
 
 /* 4 * ng segments of one length, in lockstep (ng <= GROUPS, a constant where inlined).
  *
  * The segments start resync samples apart, so with a power-of-two resync their
  * samples at one step share an L1 set, and 32 streams read in lockstep defeat
  * the prefetcher.  Each fill of FILL steps is therefore first copied, 4 lanes at
- * a time, into step-major buffers (vb[t] the entering samples of a step, ob[t]
- * the leaving ones), which the vector loop reads.  The loop runs 4 steps per
- * group with no test; if a lane of the 4 may flag or met a non-finite sample
- * (rare), the group redoes them lane by lane with the scalar operations.
+ * a time, into step-major rows (see step_buffers), which the vector loop reads.
+ * The loop runs 4 steps per group with no test; if a lane of the 4 may flag or
+ * met a non-finite sample (rare), the lane redoes them with the scalar operations.
  */
 static inline __attribute__((always_inline)) void
 run_round(const double *x, int64_t x0, int64_t window, double thr2, segment *sg, int64_t *idx,
-          double *score, const int ng, v4d (*vb)[GROUPS], v4d (*ob)[GROUPS])
+          double *score, const int ng, step_buffers sb)
 {
     const int nl = 4 * ng;
     const int64_t steps = sg[0].e - sg[0].g;
+    const int64_t qr = sb.rows;
     lane_sums w[4 * GROUPS];
     v4d K[GROUPS], K2[GROUPS], INV[GROUPS], S1[GROUPS], S2[GROUPS];
     for (int g = 0; g < ng; g++)
@@ -198,8 +212,19 @@ run_round(const double *x, int64_t x0, int64_t window, double thr2, segment *sg,
     const v4d zero = {0.0, 0.0, 0.0, 0.0};
     const v4d T2 = zero + thr2;
     const int64_t whole = steps & ~(int64_t)3; /* the last steps % 4 run alone */
+    if (qr > 0) /* the ring's rows before step 0: the window before each segment */
+        for (int g = 0; g < ng; g++) {
+            const double *sw[4];
+            for (int q = 0; q < 4; q++)
+                sw[q] = x + (sg[4 * g + q].g - window - x0);
+            interleave(sw, (int)window, sb.buf + (qr - window), g);
+        }
     for (int64_t f0 = 0; f0 < whole; f0 += FILL) {
         const int nt = whole - f0 < FILL ? (int)(whole - f0) : FILL;
+        v4d(*vb)[GROUPS] = qr > 0 ? sb.buf + f0 % qr : sb.buf;
+        const v4d(*ob)[GROUPS] = qr > 0 ? sb.buf : sb.buf + FILL;
+        const int64_t o0 = qr > 0 ? (f0 % qr - window + qr) % qr : 0; /* leaving row of t = 0 */
+        const int64_t wrap = qr > 0 ? qr : INT64_MAX;
         for (int g = 0; g < ng; g++) {
             const double *sv[4], *so[4];
             for (int q = 0; q < 4; q++) {
@@ -207,7 +232,8 @@ run_round(const double *x, int64_t x0, int64_t window, double thr2, segment *sg,
                 so[q] = sv[q] - window;
             }
             interleave(sv, nt, vb, g);
-            interleave(so, nt, ob, g);
+            if (qr == 0)
+                interleave(so, nt, sb.buf + FILL, g);
         }
         for (int t = 0; t < nt; t += 4) {
             /* Fetch the next fill's entering samples while this one computes: 2 lines
@@ -216,21 +242,28 @@ run_round(const double *x, int64_t x0, int64_t window, double thr2, segment *sg,
                 int lane = p % nl, line = p / nl;
                 __builtin_prefetch(x + (sg[lane].g - x0 + f0 + FILL + 8 * line));
             }
+            int64_t orow[4];
+            for (int u = 0; u < 4; u++) {
+                orow[u] = o0 + t + u;
+                orow[u] -= orow[u] >= wrap ? wrap : 0;
+            }
             for (int g = 0; g < ng; g++) {
                 v4d s1 = S1[g], s2 = S2[g];
                 const v4d k = K[g], k2 = K2[g], inv = INV[g];
                 v4l redo = (v4l){0, 0, 0, 0};
                 for (int u = 0; u < 4; u++) {
-                    const v4d V = vb[t + u][g], O = ob[t + u][g];
+                    const v4d V = vb[t + u][g], O = ob[orow[u]][g];
                     v4d M = s1 * inv;
                     v4d D = V - k - M;
                     /* No clamp of a negative variance: a superset, re-tested below. */
                     redo |= D * D > T2 * (s2 * inv - M * M);
                     v4d DL = V - O;
-                    redo |= (DL - DL) != zero; /* not both finite (NaN != 0 is true) */
                     s1 = s1 + DL;
                     s2 = s2 + DL * (V + O - k2);
                 }
+                /* A non-finite DL (a non-finite sample, or an overflow) makes s1 non-finite
+                 * for good: one test after the 4 steps finds the lanes that met one. */
+                redo |= (s1 - s1) != zero; /* NaN != 0 is true */
                 const int mask = lane_mask(redo);
                 const v4d s1_0 = S1[g], s2_0 = S2[g];
                 S1[g] = s1;
@@ -250,7 +283,7 @@ run_round(const double *x, int64_t x0, int64_t window, double thr2, segment *sg,
                         int64_t j = sg[l].g + f0 + t + u;
                         if (j >= sg[l].i)
                             flag_if_over(vb[t + u][g][q], j, &w[l], thr2, &sg[l], idx, score);
-                        slide(vb[t + u][g][q], ob[t + u][g][q], &w[l]);
+                        slide(vb[t + u][g][q], ob[orow[u]][g][q], &w[l]);
                     }
                     S1[g][q] = w[l].s1;
                     S2[g][q] = w[l].s2;
@@ -306,12 +339,14 @@ int64_t tss_rolling_zscore_flags(const double *x, int64_t x0, int64_t start, int
     if (sg == NULL)
         return -1;
     double thr2 = threshold * threshold;
-    v4d(*vb)[GROUPS] = aligned_alloc(32, 2 * FILL * sizeof *vb); /* 512 KiB */
-    if (vb == NULL) {
+    step_buffers sb = {NULL, 0};
+    if (window <= RING_WINDOW)
+        sb.rows = (window + 2 * FILL - 1) / FILL * FILL;
+    sb.buf = aligned_alloc(32, (size_t)(sb.rows > 0 ? sb.rows : 2 * FILL) * sizeof *sb.buf);
+    if (sb.buf == NULL) {
         free(sg);
         return -1;
     }
-    v4d(*ob)[GROUPS] = vb + FILL;
     int64_t s = 0;
     while (s < n) {
         int64_t r = s; /* a round: up to GROUPS * 4 consecutive segments of one length */
@@ -320,10 +355,10 @@ int64_t tss_rolling_zscore_flags(const double *x, int64_t x0, int64_t start, int
         int ng = (int)((r - s) / 4);
         if (ng > 0) {
             switch (ng) { /* one specialised loop per group count */
-            case 4: run_round(x, x0, window, thr2, sg + s, idx, score, 4, vb, ob); break;
-            case 3: run_round(x, x0, window, thr2, sg + s, idx, score, 3, vb, ob); break;
-            case 2: run_round(x, x0, window, thr2, sg + s, idx, score, 2, vb, ob); break;
-            default: run_round(x, x0, window, thr2, sg + s, idx, score, 1, vb, ob); break;
+            case 4: run_round(x, x0, window, thr2, sg + s, idx, score, 4, sb); break;
+            case 3: run_round(x, x0, window, thr2, sg + s, idx, score, 3, sb); break;
+            case 2: run_round(x, x0, window, thr2, sg + s, idx, score, 2, sb); break;
+            default: run_round(x, x0, window, thr2, sg + s, idx, score, 1, sb); break;
             }
             s += 4 * ng;
             continue;
@@ -338,7 +373,7 @@ int64_t tss_rolling_zscore_flags(const double *x, int64_t x0, int64_t start, int
         memmove(score + nflag, score + sg[s].region, (size_t)sg[s].nflag * sizeof(double));
         nflag += sg[s].nflag;
     }
-    free(vb);
+    free(sb.buf);
     free(sg);
     return nflag;
 }
