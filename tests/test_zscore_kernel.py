@@ -59,8 +59,10 @@ def kernels(x, x0, start, stop, window, threshold, resync):
             )
         elif kind == "native":
             x = np.ascontiguousarray(x, np.float64)
+            fn = native_kernel()
+            work = np.full(fn.work_len(window) + 3, np.nan)[3:]  # stale, 8-byte aligned only
             args = (x.ctypes.data, x0, start, stop, window, threshold, resync)
-            k = native_kernel()(*args, idx.ctypes.data, sc.ctypes.data)
+            k = fn(*args, idx.ctypes.data, sc.ctypes.data, work.ctypes.data, len(work))
         else:
             dense = np.empty(0, np.float32)
             k = zk._rolling_zscore(x, x0, start, stop, window, threshold, resync, idx, sc, dense)

@@ -323,30 +323,40 @@ static segment *segments(int64_t start, int64_t stop, int64_t window, int64_t re
     return sg;
 }
 
+/* The step rows a window needs, and the doubles of scratch that hold them aligned. */
+static int64_t step_rows(int64_t window)
+{
+    return window <= RING_WINDOW ? (window + 2 * FILL - 1) / FILL * FILL : 0;
+}
+
+int64_t tss_work_len(int64_t window)
+{
+    int64_t rows = step_rows(window);
+    return (rows > 0 ? rows : 2 * FILL) * 4 * GROUPS + 4; /* + 4: room to align to 32 bytes */
+}
+
 /* Flag |x_i - mean| > threshold * std over the trailing window, for i in [start, stop).
  *
  * The contract of _rolling_zscore without dense scores: x holds absolute samples
  * [x0, x0 + len) from at least max(window, floor(start / resync) * resync) - window;
- * idx and score have room for stop - start entries.  Returns the number of flags
- * (sorted by index), or -1 if out of memory.
+ * idx and score have room for stop - start entries.  work is scratch of at least
+ * tss_work_len(window) doubles (its contents on entry do not matter; the caller
+ * keeps it, so that no call faults in fresh pages).  Returns the number of flags
+ * (sorted by index), -1 if out of memory, or -2 if work is too short.
  */
 int64_t tss_rolling_zscore_flags(const double *x, int64_t x0, int64_t start, int64_t stop,
                                  int64_t window, double threshold, int64_t resync, int64_t *idx,
-                                 double *score)
+                                 double *score, double *work, int64_t work_len)
 {
+    if (work_len < tss_work_len(window))
+        return -2;
     int64_t n;
     segment *sg = segments(start, stop, window, resync, &n);
     if (sg == NULL)
         return -1;
     double thr2 = threshold * threshold;
-    step_buffers sb = {NULL, 0};
-    if (window <= RING_WINDOW)
-        sb.rows = (window + 2 * FILL - 1) / FILL * FILL;
-    sb.buf = aligned_alloc(32, (size_t)(sb.rows > 0 ? sb.rows : 2 * FILL) * sizeof *sb.buf);
-    if (sb.buf == NULL) {
-        free(sg);
-        return -1;
-    }
+    uintptr_t at = ((uintptr_t)work + 31) & ~(uintptr_t)31;
+    step_buffers sb = {(v4d(*)[GROUPS])at, step_rows(window)};
     int64_t s = 0;
     while (s < n) {
         int64_t r = s; /* a round: up to GROUPS * 4 consecutive segments of one length */
@@ -373,7 +383,6 @@ int64_t tss_rolling_zscore_flags(const double *x, int64_t x0, int64_t start, int
         memmove(score + nflag, score + sg[s].region, (size_t)sg[s].nflag * sizeof(double));
         nflag += sg[s].nflag;
     }
-    free(sb.buf);
     free(sg);
     return nflag;
 }

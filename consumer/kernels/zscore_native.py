@@ -54,6 +54,7 @@ BUILD_SECONDS = 1
 announce: Callable[[str], object] | None = None
 
 _lock = threading.Lock()
+_scratch = threading.local()
 _kernel: Callable[..., int] | None = None
 _tried = False
 
@@ -106,12 +107,14 @@ def _build(cc: str, target: Path) -> str | None:
     if announce is not None:
         announce(compile_notice("consumer", "native z-score", BUILD_SECONDS))
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if out.returncode != 0:
             lines = [ln for ln in out.stderr.splitlines() if "error" in ln] or [out.stderr]
             return lines[0].strip() or f"{cc} exited with {out.returncode}"
         os.replace(tmp, target)
         return None
+    except subprocess.TimeoutExpired:
+        return f"{cc} ran for over 300 s"
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -126,14 +129,37 @@ def _load() -> Callable[..., int] | None:
         path = _library_path(cc)
         why = None if path.exists() else _build(cc, path)
         if why is None:
-            fn = ctypes.CDLL(str(path)).tss_rolling_zscore_flags
-            fn.restype = ctypes.c_int64
-            i64, ptr = ctypes.c_int64, ctypes.c_void_p
-            fn.argtypes = [ptr, i64, i64, i64, i64, ctypes.c_double, i64, ptr, ptr]
-            return fn
+            try:
+                lib = ctypes.CDLL(str(path))
+            except OSError as e:
+                why = f"the native z-score kernel did not load ({e})"
+            else:
+                return _declare(lib)
     if announce is not None:
         announce(f"consumer: {why}: the z-score runs numba's kernel (same results, slower start)")
     return None
+
+
+def _declare(lib: ctypes.CDLL) -> Callable[..., int]:
+    """The library's kernel, with its C signature (and ``work_len`` beside it)."""
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    lib.tss_work_len.restype = i64
+    lib.tss_work_len.argtypes = [i64]
+    fn = lib.tss_rolling_zscore_flags
+    fn.restype = i64
+    fn.argtypes = [ptr, i64, i64, i64, i64, ctypes.c_double, i64, ptr, ptr, ptr, i64]
+    fn.work_len = lib.tss_work_len
+    return fn
+
+
+def _work(fn: Callable[..., int], window: int) -> np.ndarray:
+    """This thread's scratch for ``window``, kept between calls: allocated per call, its
+    512 KiB were fresh pages to fault in at every chunk (a numba lanes-kernel lesson)."""
+    need = fn.work_len(window)  # type: ignore[attr-defined]
+    work = getattr(_scratch, "work", None)
+    if work is None or len(work) < need:
+        work = _scratch.work = np.empty(need)
+    return work
 
 
 def flags_kernel() -> Callable[..., int] | None:
@@ -178,8 +204,9 @@ def rolling_zscore_flags(
     lo = rolling_zscore_window(start, stop, 0, window)[0]
     if stop > start and (x0 > lo or x0 + len(x) < stop):
         raise ValueError(f"x covers [{x0}, {x0 + len(x)}), the kernel reads [{lo}, {stop})")
-    k = fn(x.ctypes.data, x0, start, stop, window, threshold, RESYNC, idx.ctypes.data,
-           score.ctypes.data)  # fmt: skip
+    work = _work(fn, window)
+    arrays = (idx.ctypes.data, score.ctypes.data, work.ctypes.data, len(work))
+    k = fn(x.ctypes.data, x0, start, stop, window, threshold, RESYNC, *arrays)
     if k < 0:
-        raise MemoryError("the native z-score kernel could not allocate its buffers")
+        raise MemoryError("the native z-score kernel could not allocate its segment table")
     return int(k)
