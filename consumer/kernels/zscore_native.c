@@ -5,15 +5,15 @@
  * loads it skips numba's import (about 0.4 s of start-up here).  The operations
  * on every sample are those of _rolling_run, in the same order, so this file
  * must be compiled without value-changing floating-point options
- * (consumer/kernels/native.py passes -ffp-contract=off and no -ffast-math).
+ * (consumer/kernels/zscore_native.py passes -ffp-contract=off and no -ffast-math).
  *
  * Trick (as in the numba lanes kernel): the exact recomputation of the sums at
  * every multiple of `resync` makes those segments independent, so 16 of them
- * advance in lockstep, four to a vector of doubles.  A step whose test may flag
- * (rare) or whose entering or leaving sample is not finite (rarer) is redone
- * lane by lane with the scalar operations, so the vector loop never changes a
- * result.  Segments of another length (the first of a stream, a partial last
- * one) and fewer than four left over run the scalar loop.
+ * advance in lockstep, four to a vector of doubles.  Four steps run with no
+ * test; a lane whose test may have flagged in them (rare) or whose sum went
+ * non-finite (rarer) redoes the four steps with the scalar operations, so the
+ * vector loop never changes a result.  Segments of another length (the first of
+ * a stream, a partial last one) and fewer than four left over run the scalar loop.
  */
 #include <math.h>
 #include <stdint.h>
