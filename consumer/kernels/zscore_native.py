@@ -126,8 +126,11 @@ def _load() -> Callable[..., int] | None:
     if cc is None:
         why = f"no C compiler ({os.environ.get('CC', 'cc')}) on PATH"
     else:
-        path = _library_path(cc)
-        why = None if path.exists() else _build(cc, path)
+        try:  # (an unwritable cache directory, a missing source)
+            path = _library_path(cc)
+            why = None if path.exists() else _build(cc, path)
+        except OSError as e:
+            why = f"the native z-score kernel could not be built ({e})"
         if why is None:
             try:
                 lib = ctypes.CDLL(str(path))
