@@ -30,7 +30,7 @@ from typing import Any
 
 from shared.cli import OneLineParser
 from shared.errors import StreamError, UsageError
-from shared.jit import is_compile_notice
+from shared.jit import is_kernel_notice
 from shared.launch import Forked, preload, start
 from shared.metrics import read_metrics
 from shared.params import generation_params, parse_json_object, positive_float, positive_int
@@ -356,11 +356,11 @@ class _Output:
     def _read(self, name: str) -> None:
         for line in getattr(self.proc, name):
             self.text[name].append(line)
-            if name == "stderr" and is_compile_notice(line):
+            if name == "stderr" and is_kernel_notice(line):
                 self.queue.put(line)
 
     def notices(self) -> list[str]:
-        """The compile notices printed since the last call."""
+        """The compile and fallback notices printed since the last call."""
         lines = []
         while not self.queue.empty():
             lines.append(self.queue.get())

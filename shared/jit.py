@@ -30,12 +30,15 @@ from collections.abc import Callable
 __all__ = [
     "announce_compiles",
     "compile_notice",
+    "fallback_notice",
     "fast_cache_loads",
     "is_compile_notice",
+    "is_kernel_notice",
     "when_numba_loads",
 ]
 
 _NOTICE = re.compile(r"^\w+: compiling the .+ kernels \(first run, about \d+ s\)")
+_FALLBACK = re.compile(r"^\w+: .+: the .+ runs numba's kernel \(same results, slower start\)$")
 
 
 def compile_notice(prog: str, what: str, seconds: float) -> str:
@@ -49,6 +52,16 @@ def compile_notice(prog: str, what: str, seconds: float) -> str:
 def is_compile_notice(line: str) -> bool:
     """Whether ``line`` is a :func:`compile_notice` (``single_machine.py`` forwards these)."""
     return bool(_NOTICE.match(line))
+
+
+def fallback_notice(prog: str, why: str, what: str) -> str:
+    """The one line a run prints when a native kernel cannot be used: numba's runs instead."""
+    return f"{prog}: {why}: the {what} runs numba's kernel (same results, slower start)"
+
+
+def is_kernel_notice(line: str) -> bool:
+    """Whether ``line`` is a compile or a fallback notice (``single_machine.py`` shows both)."""
+    return is_compile_notice(line) or bool(_FALLBACK.match(line.rstrip("\n")))
 
 
 def when_numba_loads(setup: Callable[[], object]) -> None:

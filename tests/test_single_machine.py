@@ -11,18 +11,19 @@ from pathlib import Path
 import numpy as np
 
 import consumer
+from shared.jit import fallback_notice, is_kernel_notice
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(tmp_path, *args, timeout=300):
+def run(tmp_path, *args, timeout=300, env=None):
     return subprocess.run(
         [sys.executable, str(ROOT / "single_machine.py"), *args],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", **(env or {})},
     )
 
 
@@ -78,6 +79,14 @@ def test_end_to_end_zscore_with_file(tmp_path):
     for role in ("producer", "consumer"):
         lines = (tmp_path / f"s.{role}.metrics.jsonl").read_text().splitlines()
         assert lines and json.loads(lines[-1])["samples"] == 3_000_000
+
+
+def test_shows_the_consumers_line_when_it_has_no_compiler(tmp_path):
+    res = run(tmp_path, "--num_samples", "300000", "--detector", "zscore", env={"CC": "/no/cc"})
+    assert res.returncode == 0, res.stderr
+    line = fallback_notice("consumer", "no C compiler (/no/cc) on PATH", "z-score")
+    assert line in (res.stdout + res.stderr).splitlines(), res.stdout + res.stderr
+    assert is_kernel_notice(line) and not is_kernel_notice("consumer: stl: estimated period 48")
 
 
 def test_default_detector_stl_in_temporary_directory(tmp_path):

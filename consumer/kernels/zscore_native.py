@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.jit import compile_notice
+from shared.jit import compile_notice, fallback_notice
 
 __all__ = ["RESYNC", "flags_kernel", "rolling_zscore_flags", "rolling_zscore_window"]
 
@@ -139,7 +139,7 @@ def _load() -> Callable[..., int] | None:
             else:
                 return _declare(lib)
     if announce is not None:
-        announce(f"consumer: {why}: the z-score runs numba's kernel (same results, slower start)")
+        announce(fallback_notice("consumer", why, "z-score"))
     return None
 
 
