@@ -231,11 +231,6 @@ def _summary_line(summary: dict, parquet: Path) -> str:
 COMPILE_SECONDS = {"zscore": 15, "likelihood": 4, "stl": 30}
 
 
-def _to_stderr(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
-
-
 def _prepare_kernels(detector: str, quiet: bool) -> None:
     """Cached kernels load cheaply; a run that must compile them first says so.
 
@@ -243,7 +238,7 @@ def _prepare_kernels(detector: str, quiet: bool) -> None:
     native (``consumer.kernels.zscore_native``), which says when it builds.
     """
     from consumer.kernels import zscore_native
-    from shared.jit import announce_compiles, fast_cache_loads, when_numba_loads
+    from shared.jit import announce_compiles, fast_cache_loads, to_stderr, when_numba_loads
 
     def numba_setup() -> None:
         fast_cache_loads()
@@ -252,7 +247,7 @@ def _prepare_kernels(detector: str, quiet: bool) -> None:
 
     when_numba_loads(numba_setup)
     if not quiet:
-        zscore_native.announce = _to_stderr
+        zscore_native.announce = to_stderr
 
 
 def _run(args: argparse.Namespace, stop: StopRequest) -> int:

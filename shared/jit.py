@@ -34,6 +34,7 @@ __all__ = [
     "fast_cache_loads",
     "is_compile_notice",
     "is_kernel_notice",
+    "to_stderr",
     "when_numba_loads",
 ]
 
@@ -52,6 +53,12 @@ def compile_notice(prog: str, what: str, seconds: float) -> str:
 def is_compile_notice(line: str) -> bool:
     """Whether ``line`` is a :func:`compile_notice` (``single_machine.py`` forwards these)."""
     return bool(_NOTICE.match(line))
+
+
+def to_stderr(line: str) -> None:
+    """Write one notice line to stderr at once (the CLIs' notices go through this)."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def fallback_notice(prog: str, why: str, what: str) -> str:
@@ -142,16 +149,11 @@ def announce_compiles(
     seconds
         The expected wait (a cold compile measured on the development machine).
     write
-        Where the line goes (default: stderr, flushed at once).
+        Where the line goes, without its newline (default: :func:`to_stderr`).
     """
     from numba.core import event
 
-    line = compile_notice(prog, what, seconds) + "\n"
-
-    def to_stderr(text: str) -> None:
-        sys.stderr.write(text)
-        sys.stderr.flush()
-
+    line = compile_notice(prog, what, seconds)
     listener = _first_compile_listener()(line, write or to_stderr)
     event.register("numba:compile", listener)
 

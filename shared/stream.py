@@ -207,10 +207,16 @@ class Layout:
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
 
 
+def atomic_temp(path: Path) -> Path:
+    """Where this thread writes ``path`` before renaming it into place
+    (``.<name>.<pid>.<thread>.tmp``: hidden, and unique to its writer)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
 def atomic_temps(path: Path) -> Iterator[Path]:
-    """The temporaries ``_atomic_write_text`` names for ``path``
-    (``.<name>.<pid>.<thread>.tmp``) that exist now: a writer killed between writing one
-    and renaming it leaves it behind for the next run to remove."""
+    """The temporaries :func:`atomic_temp` names for ``path`` that exist now: a writer
+    killed between writing one and renaming it leaves it behind for the next run to
+    remove."""
     return path.parent.glob(f".{glob.escape(path.name)}.*.tmp")
 
 
@@ -220,7 +226,7 @@ def _atomic_write_text(path: Path, text: str, fsync: bool = True, exclusive: boo
     ``exclusive``: hard-link it into place instead, which fails (``FileExistsError``)
     when ``path`` exists, so of two writers racing to create ``path`` one wins.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp = atomic_temp(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         try:

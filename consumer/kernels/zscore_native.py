@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.jit import compile_notice, fallback_notice
+from shared.stream import atomic_temp
 
 __all__ = ["RESYNC", "flags_kernel", "rolling_zscore_flags", "rolling_zscore_window"]
 
@@ -46,8 +47,8 @@ RESYNC = 1 << 16
 
 SOURCE = Path(__file__).with_name("zscore_native.c")
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fPIC", "-shared")
-# The first build took 0.4-0.9 s here (gcc 12, 2 cores).
-BUILD_SECONDS = 1
+# A build took 2.5-3.5 s here (gcc 12, 2 cores: `cc <FLAGS> -o x.so zscore_native.c -lm`).
+BUILD_SECONDS = 3
 
 # What a build or a missing compiler reports, and where (the CLIs set this; the
 # Python API stays silent, as it does for numba's compiles).
@@ -102,7 +103,7 @@ def _library_path(cc: str) -> Path:
 def _build(cc: str, target: Path) -> str | None:
     """Compile ``SOURCE`` into ``target``; returns None, or the compiler's first error line."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp = atomic_temp(target)
     cmd = [cc, *FLAGS, "-o", str(tmp), str(SOURCE), "-lm"]
     if announce is not None:
         announce(compile_notice("consumer", "native z-score", BUILD_SECONDS))
@@ -171,9 +172,11 @@ def flags_kernel() -> Callable[..., int] | None:
     Thread-safe; the first call decides for the process.
     """
     global _kernel, _tried
-    with _lock:
-        if not _tried:
-            _kernel, _tried = _load(), True
+    if not _tried:  # (decided once; every chunk asks)
+        with _lock:
+            if not _tried:
+                _kernel = _load()
+                _tried = True
     return _kernel
 
 
